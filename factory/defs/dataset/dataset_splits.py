@@ -1,0 +1,33 @@
+from collections import Counter
+
+import dagster as dg
+from pydantic import Field
+
+from factory.defs.metadata import table_metadata
+from factory.defs.partitions import dataset_versions
+from factory.integrations.storage import FactoryStorage
+from factory.lib.files import read_jsonl, write_jsonl
+from factory.lib.schemas import SplitSchema
+from factory.lib.splits import split_examples
+
+
+class SplitConfig(dg.Config):
+    validation_fraction: float = Field(default=0.1, description="share of row families held out for validation loss")
+    seed: int = Field(default=0, description="same rows and seed, same split")
+
+
+@dg.asset(partitions_def=dataset_versions, deps=["accepted_examples"], kinds={"jsonl"})
+def dataset_splits(context: dg.AssetExecutionContext, config: SplitConfig, storage: FactoryStorage) -> dg.MaterializeResult:
+    """Train and validation rows: seeded, stratified by target, a seed and its variants always on one side."""
+    key = context.partition_key
+    task = storage.task_for(key)
+    rows = read_jsonl(storage.asset_dir(key, "accepted_examples") / "accepted.jsonl")
+    contract = task.build_contract()
+    rows = split_examples(rows, config.validation_fraction, config.seed, stratum=lambda r: contract.stratum(r["target"]))
+    folder = storage.asset_dir(key, "dataset_splits")
+    write_jsonl(folder / "validation.jsonl", [r for r in rows if r["split"] == "validation"])
+    path = write_jsonl(folder / "train.jsonl", [r for r in rows if r["split"] == "train"])
+    return dg.MaterializeResult(metadata={
+        **table_metadata(rows, SplitSchema, path),
+        "rows_by_split": dg.MetadataValue.json(dict(Counter(r["split"] for r in rows))),
+    })

@@ -1,0 +1,52 @@
+import dagster as dg
+from pydantic import Field
+
+from factory.defs.partitions import dataset_versions
+from factory.integrations.resources import BaseModel, TrainingScripts
+from factory.integrations.storage import FactoryStorage
+from factory.integrations.tracking import MlflowTracker
+from factory.lib.files import read_jsonl
+from factory.training.export_gguf import ExportConfig
+from factory.training.parity import template_parity
+
+
+class GGUFConfig(dg.Config):
+    quantizations: list[str] = Field(default=["q8_0"], description="first one is evaluated; f16, q8_0, q5_k_m, q4_k_m")
+
+
+@dg.asset(partitions_def=dataset_versions, deps=["lora_adapter"], kinds={"gguf", "llama.cpp"})
+def gguf_model(
+    context: dg.AssetExecutionContext, config: GGUFConfig, storage: FactoryStorage,
+    base_model: BaseModel, scripts: TrainingScripts, tracker: MlflowTracker,
+) -> dg.MaterializeResult:
+    """The adapter merged into the base model and exported to GGUF for llama.cpp, quantized."""
+    key = context.partition_key
+    folder = storage.asset_dir(key, "gguf_model")
+    export = ExportConfig(base_model_dir=str(base_model.hf_dir()), adapter_dir=str(storage.asset_dir(key, "lora_adapter") / "adapter"),
+                          output_dir=str(folder), quantizations=config.quantizations)
+    with tracker.run(context, {"quantizations": ",".join(config.quantizations)}) as run:
+        summary = scripts.run(context, "factory.training.export_gguf", export, storage.asset_dir(key, "_configs"))
+        for kind, info in summary["files"].items():
+            run.log_metrics({f"{kind}.bytes": info["bytes"]})
+            run.log_params({f"{kind}.sha256": info["sha256"]})
+    main = summary["files"][config.quantizations[0]]
+    return dg.MaterializeResult(metadata={
+        **run.metadata(),
+        "path": dg.MetadataValue.path(str(folder / main["file"])),
+        "sha256": main["sha256"],
+        "bytes": main["bytes"],
+        "files": dg.MetadataValue.json(summary["files"]),
+    })
+
+
+@dg.asset_check(asset=gguf_model, blocking=True)
+def gguf_prompt_parity(context: dg.AssetCheckExecutionContext, storage: FactoryStorage) -> dg.AssetCheckResult:
+    """The GGUF's own chat template and EOS give the same prompt ids the adapter was trained on."""
+    key = context.partition_key
+    task = storage.task_for(key)
+    folder = storage.asset_dir(key, "gguf_model")
+    gguf = sorted(folder.glob("model-*.gguf"))[0]
+    rows = read_jsonl(storage.asset_dir(key, "eval_sets") / "dev.jsonl")[:8]
+    problems = template_parity(str(gguf), str(storage.asset_dir(key, "lora_adapter") / "adapter"),
+                               [task.messages(r["text"]) for r in rows])
+    return dg.AssetCheckResult(passed=not problems, metadata={"problems": dg.MetadataValue.json(problems), "gguf": str(gguf)})

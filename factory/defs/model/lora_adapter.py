@@ -1,0 +1,45 @@
+import dagster as dg
+from pydantic import Field
+
+from factory.defs.partitions import dataset_versions
+from factory.integrations.resources import BaseModel, TrainingScripts
+from factory.integrations.storage import FactoryStorage
+from factory.integrations.tracking import MlflowTracker
+from factory.lib.recipes import load_recipe, recipes_hash
+from factory.training.sft import SFTRunConfig
+
+
+class AdapterConfig(dg.Config):
+    recipe: str = Field(default="default", description="a recipe under factory/recipes/ or a path to a YAML file")
+
+
+@dg.asset(partitions_def=dataset_versions, deps=["dataset_splits"], code_version=recipes_hash(),
+          kinds={"pytorch", "peft"}, pool="train")
+def lora_adapter(
+    context: dg.AssetExecutionContext, config: AdapterConfig, storage: FactoryStorage,
+    base_model: BaseModel, scripts: TrainingScripts, tracker: MlflowTracker,
+) -> dg.MaterializeResult:
+    """LoRA adapter trained with TRL SFT on the train split, loss on the answer and its end-of-turn token only."""
+    key = context.partition_key
+    splits = storage.asset_dir(key, "dataset_splits")
+    folder = storage.asset_dir(key, "lora_adapter")
+    recipe = load_recipe(config.recipe)
+    run_config = SFTRunConfig(
+        base_model_dir=str(base_model.hf_dir()), task_dir=str(storage.task_for(key).folder),
+        train_file=str(splits / "train.jsonl"), validation_file=str(splits / "validation.jsonl"),
+        output_dir=str(folder), **recipe,
+    )
+    with tracker.run(context, {"recipe": config.recipe, "base_model": base_model.spec, **recipe}) as run:
+        summary = scripts.run(context, "factory.training.sft", run_config, storage.asset_dir(key, "_configs"))
+        run.log_metrics(summary)
+        run.log_artifacts(folder / "adapter", "adapter")
+        run.log_artifacts(folder / "summary.json")
+    return dg.MaterializeResult(metadata={
+        **run.metadata(),
+        "path": dg.MetadataValue.path(str(folder / "adapter")),
+        "train_loss": summary["train_loss"],
+        "train_seconds": summary["train_seconds"],
+        "tokens_per_second": summary["tokens_per_second"],
+        "train_rows": summary["train_rows"],
+        "quantization": summary["quantization"],
+    })

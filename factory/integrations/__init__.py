@@ -1,0 +1,1 @@
+"""Side effects behind Dagster resources: files, MLflow, models, embeddings."""

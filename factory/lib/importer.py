@@ -1,0 +1,125 @@
+"""Create a task from a labelled CSV or JSONL file: contract from its labels, eval sets frozen first."""
+from __future__ import annotations
+
+import csv
+import random
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from factory.lib.errors import DataError
+from factory.lib.files import atomic_dir, read_jsonl, sha256_rows, write_jsonl
+
+MAX_LABELS_IN_PROMPT = 30
+
+
+@dataclass(frozen=True)
+class ImportOptions:
+    text_field: str = "text"
+    label_field: str = "label"
+    id_field: str | None = None  # ids are made from line numbers when absent
+    split_field: str | None = None  # e.g. an original train/test column; its test rows become the test set
+    test_value: str = "test"
+    test_per_label: int = 10  # used only without a split field
+    dev_per_label: int = 5
+    golden_per_label: int = 3
+    seed: int = 0
+
+
+def _read_rows(path: Path) -> list[tuple[int, dict]]:
+    if path.suffix.lower() == ".csv":
+        with path.open(encoding="utf-8", newline="") as handle:
+            reader = csv.DictReader(handle)
+            try:
+                return [(reader.line_num, dict(row)) for row in reader]
+            except csv.Error as exc:
+                raise DataError(path, f"malformed CSV: {exc}", line=reader.line_num) from None
+    if path.suffix.lower() in {".jsonl", ".ndjson"}:
+        return [(row.pop("_line"), row) for row in read_jsonl(path)]
+    raise DataError(path, "unsupported file type; give a .csv or .jsonl file")
+
+
+def _validated(path: Path, options: ImportOptions) -> list[dict]:
+    rows, seen = [], {}
+    for line, raw in _read_rows(path):
+        for field in (options.text_field, options.label_field, options.id_field, options.split_field):
+            if field and field not in raw:
+                raise DataError(path, f"missing column; columns present: {sorted(raw)}", line=line, field=field)
+        text, label = raw[options.text_field], raw[options.label_field]
+        if not isinstance(text, str) or not text.strip():
+            raise DataError(path, "empty text", line=line, field=options.text_field)
+        if not isinstance(label, str) or not label.strip():
+            raise DataError(path, "empty label", line=line, field=options.label_field)
+        row_id = str(raw[options.id_field]) if options.id_field else f"r{line}"
+        if row_id in seen:
+            raise DataError(path, f"duplicate id {row_id!r} (first on line {seen[row_id]})", line=line, field=options.id_field)
+        seen[row_id] = line
+        split = str(raw[options.split_field]).strip() if options.split_field else ""
+        rows.append({"id": row_id, "text": text, "label": label.strip(), "_split": split})
+    if not rows:
+        raise DataError(path, "no rows")
+    return rows
+
+
+def _take_per_label(rows: list[dict], per_label: int, rng: random.Random) -> tuple[list[dict], list[dict]]:
+    """Take up to per_label rows of each label (never more than a third of it); return (taken, rest)."""
+    by_label: dict[str, list[dict]] = defaultdict(list)
+    for row in rows:
+        by_label[row["label"]].append(row)
+    taken, rest = [], []
+    for label in sorted(by_label):
+        group = sorted(by_label[label], key=lambda r: r["id"])
+        rng.shuffle(group)
+        k = min(per_label, len(group) // 3)
+        taken += group[:k]
+        rest += group[k:]
+    return taken, rest
+
+
+def default_system_prompt(labels: list[str]) -> str:
+    prompt = "Classify the message into exactly one category. Answer with the category name only."
+    if len(labels) <= MAX_LABELS_IN_PROMPT:
+        prompt += " Categories: " + ", ".join(labels) + "."
+    return prompt
+
+
+def import_task(source: str | Path, name: str, tasks_dir: str | Path, options: ImportOptions = ImportOptions()) -> Path:
+    """Write tasks_dir/name with task.yaml, seeds and dev/test/golden/adversarial; returns the folder."""
+    source, folder = Path(source), Path(tasks_dir) / name
+    if folder.exists():
+        raise DataError(folder, "task folder exists; its eval sets are frozen. Choose another name or delete it")
+    rows = _validated(source, options)
+    rng = random.Random(options.seed)
+    if options.split_field:
+        test = [r for r in rows if r["_split"] == options.test_value]
+        pool = [r for r in rows if r["_split"] != options.test_value]
+        if not test:
+            raise DataError(source, f"no row has {options.split_field}={options.test_value!r}", field=options.split_field)
+    else:
+        test, pool = _take_per_label(rows, options.test_per_label, rng)
+    dev, pool = _take_per_label(pool, options.dev_per_label, rng)
+    golden, seeds = _take_per_label(pool, options.golden_per_label, rng)
+    labels = sorted({r["label"] for r in rows})
+    unseen = sorted({r["label"] for r in test} - {r["label"] for r in seeds})
+    if unseen:
+        raise DataError(source, f"labels {unseen} have test rows but no training rows", field=options.label_field)
+
+    def clean(part: list[dict]) -> list[dict]:
+        return [{"id": r["id"], "text": r["text"], "label": r["label"]} for r in part]
+
+    with atomic_dir(folder) as scratch:
+        write_jsonl(scratch / "seeds.jsonl", clean(seeds))
+        for split_name, part in (("dev", dev), ("test", test), ("golden", golden), ("adversarial", [])):
+            write_jsonl(scratch / "eval" / f"{split_name}.jsonl", clean(part))
+        spec = {
+            "name": name,
+            "description": f"Imported from {source.name}: {len(rows)} rows, {len(labels)} labels.",
+            "contract": {"type": "classification", "labels": {label: label.replace("_", " ") for label in labels}},
+            "system_prompt": default_system_prompt(labels),
+            "metrics": ["accuracy", "macro_f1"],
+            "golden_sha256": sha256_rows([{"id": r["id"], "text": r["text"], "target": r["label"]} for r in golden]),
+        }
+        (scratch / "task.yaml").write_text(yaml.safe_dump(spec, sort_keys=False, allow_unicode=True, width=120), encoding="utf-8")
+    return folder

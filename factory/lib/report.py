@@ -1,0 +1,39 @@
+"""The eval report: every model side by side on the same rows, and the release gates."""
+from __future__ import annotations
+
+
+def headline(scores: dict) -> float:
+    """The task's main score: macro-F1 for classification, exact match for extraction."""
+    return scores.get("macro_f1", scores.get("exact_match", 0.0))
+
+
+def release_gates(gguf_sets: dict, gates) -> dict[str, dict]:
+    test, golden = gguf_sets.get("test", {}), gguf_sets.get("golden", {})
+    invalid = max((s.get("invalid_rate", 0.0) for s in gguf_sets.values()), default=0.0)
+    checks = {
+        "min_test_macro_f1": (headline(test), gates.min_test_macro_f1, headline(test) >= gates.min_test_macro_f1),
+        "max_invalid_rate": (invalid, gates.max_invalid_rate, invalid <= gates.max_invalid_rate),
+        "golden_min_accuracy": (golden.get("accuracy", golden.get("exact_match", 0.0)), gates.golden_min_accuracy,
+                                golden.get("accuracy", golden.get("exact_match", 0.0)) >= gates.golden_min_accuracy),
+    }
+    return {name: {"value": v, "threshold": t, "passed": bool(ok)} for name, (v, t, ok) in checks.items()}
+
+
+def comparison_rows(models: dict[str, dict], set_name: str = "test") -> list[dict]:
+    """One row a model: its scores on one eval set."""
+    rows = []
+    for name, sets in models.items():
+        scores = sets.get(set_name)
+        if scores:
+            rows.append({"model": name, **{k: v for k, v in scores.items() if isinstance(v, (int, float))}})
+    return rows
+
+
+def markdown_table(rows: list[dict], columns: tuple[str, ...] = ("accuracy", "macro_f1", "invalid_rate", "latency_p50_ms")) -> str:
+    present = [c for c in columns if any(c in r for r in rows)]
+    lines = ["| model | " + " | ".join(present) + " |", "|---" * (len(present) + 1) + "|"]
+    for row in rows:
+        cells = [f"{row[c]:.3f}" if isinstance(row.get(c), float) and not c.endswith("_ms") else
+                 (f"{row[c]:.0f}" if c in row else "") for c in present]
+        lines.append(f"| {row['model']} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)

@@ -1,0 +1,148 @@
+"""Supervised fine-tuning of a LoRA (QLoRA on CUDA) adapter with TRL, loss on the answer only.
+
+    python -m factory.training.sft --config sft.json
+"""
+from __future__ import annotations
+
+import math
+import os
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from factory.lib.files import atomic_dir, read_jsonl, write_json
+from factory.lib.prompts import sft_record
+from factory.lib.task import load_task
+
+
+@dataclass
+class SFTRunConfig:
+    base_model_dir: str = field(metadata={"help": "local Hugging Face folder of the base model"})
+    task_dir: str = field(metadata={"help": "task folder: its system prompt and contract shape the records"})
+    train_file: str = field(metadata={"help": "JSONL of rows with text and target, split == train"})
+    output_dir: str = field(metadata={"help": "written atomically: adapter/, summary.json"})
+    validation_file: str | None = field(default=None, metadata={"help": "JSONL for eval loss each epoch"})
+    lora_r: int = field(default=16, metadata={"help": "LoRA rank"})
+    lora_alpha: int = field(default=32, metadata={"help": "LoRA scaling numerator"})
+    lora_dropout: float = field(default=0.0, metadata={"help": "dropout on LoRA inputs; costly on CPU"})
+    target_modules: str = field(default="all-linear", metadata={"help": "modules that get adapters"})
+    learning_rate: float = field(default=2e-4, metadata={"help": "peak learning rate"})
+    num_train_epochs: float = field(default=1.0, metadata={"help": "passes over the train rows"})
+    max_steps: int = field(default=-1, metadata={"help": "stop after this many optimizer steps (-1: epochs decide)"})
+    per_device_train_batch_size: int = field(default=8, metadata={"help": "rows per step per device"})
+    gradient_accumulation_steps: int = field(default=1, metadata={"help": "steps summed per optimizer update"})
+    warmup_ratio: float = field(default=0.05, metadata={"help": "share of steps spent warming up"})
+    lr_scheduler_type: str = field(default="cosine", metadata={"help": "learning-rate schedule"})
+    max_length: int = field(default=1024, metadata={"help": "token cap; inputs are cut by max_input_chars first"})
+    quantization: str = field(default="auto", metadata={"help": "'nf4' (QLoRA), 'none', or 'auto': nf4 on CUDA only"})
+    seed: int = field(default=0, metadata={"help": "seeds data order, dropout and adapter init"})
+    logging_steps: int = field(default=5, metadata={"help": "log the loss every N steps"})
+
+
+def _records(path: str, task) -> list[dict]:
+    contract = task.build_contract()
+    return [sft_record(task.messages(row["text"]), contract.render(row["target"])) for row in read_jsonl(path)]
+
+
+def main(config: SFTRunConfig, log: Callable[[str], None] = print) -> dict:
+    """Train a LoRA adapter on the task's chat-formatted rows and save it."""
+    import torch
+    from datasets import Dataset
+    from peft import LoraConfig
+    from transformers import AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig, set_seed
+    from trl import SFTConfig, SFTTrainer
+
+    set_seed(config.seed)
+    cuda = torch.cuda.is_available()
+    quantize = config.quantization == "nf4" or (config.quantization == "auto" and cuda)
+    task = load_task(config.task_dir)
+    train = Dataset.from_list(_records(config.train_file, task))
+    validation = Dataset.from_list(_records(config.validation_file, task)) if config.validation_file else None
+    if validation is not None and len(validation) == 0:
+        validation = None
+
+    tokenizer = AutoTokenizer.from_pretrained(config.base_model_dir)
+    model_kwargs: dict = {"dtype": torch.bfloat16 if cuda else torch.float32}
+    if quantize:
+        model_kwargs["quantization_config"] = BitsAndBytesConfig(
+            load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+            bnb_4bit_compute_dtype=torch.bfloat16 if cuda else torch.float32,
+        )
+    model = AutoModelForCausalLM.from_pretrained(config.base_model_dir, **model_kwargs)
+    if quantize:
+        from peft import prepare_model_for_kbit_training
+
+        model = prepare_model_for_kbit_training(model)
+    if not cuda:
+        torch.set_num_threads(os.cpu_count() or 1)
+
+    output = Path(config.output_dir)
+    with atomic_dir(output) as scratch:
+        args = SFTConfig(
+            output_dir=str(scratch / "checkpoints"),
+            num_train_epochs=config.num_train_epochs,
+            max_steps=config.max_steps,
+            per_device_train_batch_size=config.per_device_train_batch_size,
+            per_device_eval_batch_size=config.per_device_train_batch_size,
+            gradient_accumulation_steps=config.gradient_accumulation_steps,
+            learning_rate=config.learning_rate,
+            lr_scheduler_type=config.lr_scheduler_type,
+            warmup_steps=config.warmup_ratio,
+            max_length=config.max_length,
+            completion_only_loss=True,
+            logging_steps=config.logging_steps,
+            eval_strategy="epoch" if validation is not None else "no",
+            save_strategy="no",
+            report_to="none",
+            seed=config.seed,
+            data_seed=config.seed,
+            bf16=cuda,
+            use_cpu=not cuda,
+            optim="paged_adamw_8bit" if quantize and cuda else "adamw_torch",
+            dataloader_num_workers=0,
+            disable_tqdm=True,
+        )
+        peft_config = LoraConfig(
+            r=config.lora_r, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
+            target_modules=config.target_modules, task_type="CAUSAL_LM",
+        )
+        trainer = SFTTrainer(
+            model=model, args=args, train_dataset=train, eval_dataset=validation,
+            processing_class=tokenizer, peft_config=peft_config,
+        )
+        trainable, total = trainer.model.get_nb_trainable_parameters()
+        log(f"training {trainable:,} of {total:,} parameters on {len(train)} rows (quantization={'nf4' if quantize else 'none'})")
+        started = time.perf_counter()
+        result = trainer.train()
+        seconds = time.perf_counter() - started
+        trainer.model.save_pretrained(scratch / "adapter")
+        tokenizer.save_pretrained(scratch / "adapter")
+        tokens = sum(len(ids) for ids in trainer.train_dataset["input_ids"])
+        epochs = result.metrics.get("epoch", config.num_train_epochs)
+        evals = [h["eval_loss"] for h in trainer.state.log_history if "eval_loss" in h]
+        summary = {
+            "train_rows": len(train),
+            "train_loss": result.training_loss,
+            "final_eval_loss": evals[-1] if evals else None,
+            "train_seconds": seconds,
+            "steps": trainer.state.global_step,
+            "epochs": epochs,
+            "tokens_per_second": tokens * epochs / seconds if seconds else math.nan,
+            "trainable_parameters": trainable,
+            "quantization": "nf4" if quantize else "none",
+            "device": "cuda" if cuda else "cpu",
+            "config": asdict(config),
+            "log_history": trainer.state.log_history,
+        }
+        write_json(scratch / "summary.json", summary)
+        shutil.rmtree(scratch / "checkpoints", ignore_errors=True)
+    log(f"adapter saved to {output / 'adapter'}: loss {result.training_loss:.4f}, {seconds:.0f}s")
+    return {k: v for k, v in summary.items() if k not in ("log_history", "config")}
+
+
+if __name__ == "__main__":
+    from factory.training.cli import run
+
+    run(main, SFTRunConfig)

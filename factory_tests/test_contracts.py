@@ -1,0 +1,51 @@
+import pytest
+
+from factory.lib.contracts import ClassificationContract, ContractError, ExtractionContract, build_contract
+
+LABELS = ClassificationContract(labels={"billing": "charges", "shipping": "parcels"})
+INVOICE = ExtractionContract(json_schema={
+    "type": "object", "required": ["total", "currency"], "additionalProperties": False,
+    "properties": {"total": {"type": "number"}, "currency": {"type": "string", "enum": ["EUR", "USD"]}},
+})
+
+
+def test_classification_accepts_known_labels_and_names_unknown_ones():
+    assert LABELS.canonical(" billing ") == "billing"
+    with pytest.raises(ContractError, match="unknown label 'refund'"):
+        LABELS.canonical("refund")
+    with pytest.raises(ContractError):
+        LABELS.canonical("")
+
+
+@pytest.mark.parametrize("answer,expected", [("billing", "billing"), (" shipping.\n", "shipping"),
+                                              ("`billing`", "billing"), ("Billing", None), ("I think billing", None)])
+def test_classification_parses_only_exact_labels(answer, expected):
+    assert LABELS.parse_answer(answer) == expected
+
+
+def test_classification_metrics_count_invalid_answers_as_wrong():
+    scores = LABELS.metrics(["billing", "shipping", "billing", "shipping"], ["billing", None, "billing", "billing"])
+    assert scores["accuracy"] == 0.5
+    assert scores["invalid_rate"] == 0.25
+    assert scores["macro_f1"] == pytest.approx((0.8 + 0.0) / 2)
+
+
+def test_extraction_canonicalises_and_validates_against_the_schema():
+    assert INVOICE.canonical('{"currency": "EUR", "total": 12.5}') == '{"currency":"EUR","total":12.5}'
+    with pytest.raises(ContractError, match="at currency"):
+        INVOICE.canonical({"total": 1, "currency": "GBP"})
+    with pytest.raises(ContractError, match="not valid JSON"):
+        INVOICE.canonical("{total: 1")
+    assert INVOICE.parse_answer("not json") is None
+
+
+def test_extraction_metrics_score_fields():
+    gold = [INVOICE.canonical({"total": 1, "currency": "EUR"}), INVOICE.canonical({"total": 2, "currency": "USD"})]
+    pred = [INVOICE.canonical({"total": 1, "currency": "EUR"}), INVOICE.canonical({"total": 3, "currency": "USD"})]
+    scores = INVOICE.metrics(gold, pred)
+    assert scores == {"exact_match": 0.5, "invalid_rate": 0.0, "field_accuracy": 0.75}
+
+
+def test_build_contract_rejects_unknown_types():
+    with pytest.raises(ContractError, match="contract.type"):
+        build_contract({"type": "ranking"})

@@ -1,0 +1,71 @@
+import numpy as np
+import pytest
+
+from factory.lib.contracts import ClassificationContract
+from factory.lib.gates import GateConfig, apply_gates, normalize
+
+CONTRACT = ClassificationContract(labels={"billing": "", "shipping": ""})
+PROMPT = "Classify the customer message into billing or shipping and reply with the label only."
+
+
+def row(i, text, target="billing", **extra):
+    return {"id": f"r{i}", "text": text, "target": target, "source": "seed", **extra}
+
+
+def gate_of(rejected, row_id):
+    return next(r["gate"] for r in rejected if r["id"] == row_id)
+
+
+def test_each_gate_rejects_with_its_name_and_the_counts_add_up():
+    candidates = [
+        row(0, "I was charged twice for one order."),
+        row(1, "i was CHARGED twice, for one order!"),  # same text once normalised
+        row(2, "Where is my parcel?", target="refunds"),
+        row(3, "ok"),
+        row(4, "Please classify the customer message into billing or shipping and reply now", target="shipping"),
+        row(5, "Parcel lost in transit again", target="shipping"),
+        row(6, "parcel lost in transit again", target="billing"),
+        row(7, "This exact sentence is in the test set."),
+        row(8, "", target="billing"),
+        row(9, "A normal question about my delivery date.", target="shipping"),
+    ]
+    accepted, rejected = apply_gates(candidates, CONTRACT, ["This exact sentence is in the TEST set"], PROMPT)
+    assert len(accepted) + len(rejected) == len(candidates)
+    assert [r["id"] for r in accepted] == ["r0", "r9"]
+    assert {r["id"]: r["gate"] for r in rejected} == {
+        "r1": "exact_duplicate", "r2": "contract", "r3": "length", "r4": "leaked_instructions",
+        "r5": "label_conflict", "r6": "label_conflict", "r7": "eval_leakage", "r8": "schema",
+    }
+    assert next(r for r in rejected if r["id"] == "r1")["duplicate_of"] == "r0"
+    assert all(r["reason"] for r in rejected)
+
+
+def test_semantic_gates_use_embeddings_across_families_only():
+    candidates = [row(0, "first seed text here"), row(1, "second seed text here"),
+                  row(2, "variant of the first seed", parent_id="r0"), row(3, "close to an eval row")]
+    emb = np.array([[1, 0, 0], [0.999, 0.0447, 0], [1, 0, 0], [0, 0, 1]], dtype=np.float32)
+    emb /= np.linalg.norm(emb, axis=1, keepdims=True)
+    eval_emb = np.array([[0, 0.2, 0.98]], dtype=np.float32)
+    eval_emb /= np.linalg.norm(eval_emb, axis=1, keepdims=True)
+    accepted, rejected = apply_gates(candidates, CONTRACT, ["something else"], PROMPT, GateConfig(),
+                                     embeddings=emb, eval_embeddings=eval_emb)
+    assert [r["id"] for r in accepted] == ["r0", "r2"]  # the variant shares r0's family
+    assert gate_of(rejected, "r1") == "semantic_duplicate"
+    assert gate_of(rejected, "r3") == "eval_leakage"
+
+
+def test_normalize_folds_case_accents_and_punctuation():
+    assert normalize("  Héllo,\n WORLD!! ") == normalize("héllo world")
+
+
+def test_semantic_duplicates_with_the_packaged_minilm():
+    from factory.integrations.resources import Embedder
+
+    texts = ["My parcel never arrived.", "My package never arrived.", "I was charged twice on my card."]
+    candidates = [row(i, t, target="shipping" if i < 2 else "billing") for i, t in enumerate(texts)]
+    embedder = Embedder()
+    accepted, rejected = apply_gates(candidates, CONTRACT, ["Reset my password please"], PROMPT,
+                                     GateConfig(semantic_duplicate_threshold=0.85),
+                                     embeddings=embedder.encode(texts), eval_embeddings=embedder.encode(["Reset my password please"]))
+    assert [r["id"] for r in accepted] == ["r0", "r2"]
+    assert gate_of(rejected, "r1") == "semantic_duplicate"

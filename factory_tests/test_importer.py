@@ -1,0 +1,81 @@
+import csv
+import json
+import random
+from collections import Counter
+
+import pytest
+
+from factory.lib.errors import DataError
+from factory.lib.examples import load_examples
+from factory.lib.files import sha256_rows
+from factory.lib.importer import ImportOptions, import_task
+from factory.lib.task import EVAL_SETS, load_task
+
+
+def write_csv(path, rows, fields):
+    with path.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=fields)
+        writer.writeheader()
+        writer.writerows(rows)
+    return path
+
+
+def test_large_jsonl_with_many_labels_and_an_original_split(tmp_path):
+    rng = random.Random(0)
+    labels = [f"intent_{i:03d}" for i in range(160)]
+    rows = [{"utterance": f"message {n} about {label} {rng.random():.6f}", "intent": label,
+             "part": "test" if n % 5 == 0 else "train"}
+            for label in labels for n in range(70)]  # 11,200 rows
+    source = tmp_path / "data.jsonl"
+    source.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    options = ImportOptions(text_field="utterance", label_field="intent", split_field="part",
+                            dev_per_label=2, golden_per_label=1)
+    folder = import_task(source, "big", tmp_path / "tasks", options)
+
+    task = load_task(folder)
+    contract = task.build_contract()
+    assert len(contract.labels) == 160
+    sets = {name: load_examples(task.path(name), contract, name) for name in ("seeds", *EVAL_SETS)}
+    assert len(sets["test"]) == 160 * 14  # exactly the rows marked test
+    assert Counter(r["target"] for r in sets["dev"]) == {label: 2 for label in labels}
+    assert sum(len(v) for v in sets.values()) == len(rows)
+    ids = [r["id"] for v in sets.values() for r in v]
+    assert len(ids) == len(set(ids))
+    assert sha256_rows(sets["golden"]) == task.golden_sha256
+    assert "intent_000" not in task.system_prompt  # 160 labels are too many to list in every prompt
+
+
+def test_csv_without_split_column_carves_test_per_label_reproducibly(tmp_path):
+    rows = [{"text": f"row {i} {label}", "label": label} for label in ("a", "b") for i in range(30)]
+    source = write_csv(tmp_path / "in.csv", rows, ["text", "label"])
+    one = import_task(source, "t1", tmp_path / "tasks", ImportOptions(test_per_label=5, seed=1))
+    two = import_task(source, "t2", tmp_path / "tasks", ImportOptions(test_per_label=5, seed=1))
+    assert (one / "eval" / "test.jsonl").read_text() == (two / "eval" / "test.jsonl").read_text()
+    task = load_task(one)
+    assert Counter(r["target"] for r in load_examples(task.path("test"), task.build_contract(), "t")) == {"a": 5, "b": 5}
+    assert "a, b" in task.system_prompt
+
+
+@pytest.mark.parametrize("content,line,field,message", [
+    ('{"text": "hi", "label": "a"}\n{"text": "x"}\n', 2, "label", "missing column"),
+    ('{"text": "hi", "label": "a"}\n{"text": "", "label": "a"}\n', 2, "text", "empty text"),
+    ('{"text": "hi", "label": "a"}\n{"text": "x", "label": " "}\n', 2, "label", "empty label"),
+    ('{"text": "hi", "label": "a"}\nnot json\n', 2, None, "malformed JSON"),
+])
+def test_bad_input_names_line_and_field_and_writes_nothing(tmp_path, content, line, field, message):
+    source = tmp_path / "in.jsonl"
+    source.write_text(content)
+    with pytest.raises(DataError) as err:
+        import_task(source, "bad", tmp_path / "tasks", ImportOptions())
+    assert (err.value.line, err.value.field) == (line, field) and message in str(err.value)
+    assert not (tmp_path / "tasks").exists() or not any((tmp_path / "tasks").iterdir())
+
+
+def test_duplicate_ids_and_existing_tasks_are_refused(tmp_path):
+    source = write_csv(tmp_path / "in.csv", [{"id": "1", "text": "a", "label": "x"}, {"id": "1", "text": "b", "label": "x"}],
+                       ["id", "text", "label"])
+    with pytest.raises(DataError, match="line 3, field 'id': duplicate id '1'"):
+        import_task(source, "dup", tmp_path / "tasks", ImportOptions(id_field="id"))
+    (tmp_path / "tasks" / "taken").mkdir(parents=True)
+    with pytest.raises(DataError, match="frozen"):
+        import_task(source, "taken", tmp_path / "tasks", ImportOptions())

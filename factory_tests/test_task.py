@@ -1,0 +1,53 @@
+from pathlib import Path
+
+import pytest
+import yaml
+
+from factory.lib.errors import DataError
+from factory.lib.examples import load_examples
+from factory.lib.files import sha256_rows
+from factory.lib.task import EVAL_SETS, load_task
+
+SHIPPED = Path(__file__).resolve().parents[1] / "data" / "tasks" / "support_email"
+
+
+def test_shipped_task_meets_its_own_contract_and_golden_lock():
+    task = load_task(SHIPPED)
+    contract = task.build_contract()
+    assert 12 <= len(contract.labels) <= 16
+    seeds = load_examples(task.path("seeds"), contract, "seed")
+    sets = {name: load_examples(task.path(name), contract, name) for name in EVAL_SETS}
+    assert len(seeds) >= 200
+    assert sum(len(rows) for rows in sets.values()) >= 150
+    assert all(sets[name] for name in EVAL_SETS)
+    assert sha256_rows(sets["golden"]) == task.golden_sha256
+    # Every label is represented in the seeds and the test set.
+    assert {r["target"] for r in seeds} == set(contract.labels) == {r["target"] for r in sets["test"]}
+
+
+def test_no_text_is_shared_between_seeds_and_eval_sets():
+    task = load_task(SHIPPED)
+    contract = task.build_contract()
+    texts = [r["text"].strip().lower() for name in ("seeds", *EVAL_SETS) for r in load_examples(task.path(name), contract, name)]
+    assert len(texts) == len(set(texts))
+
+
+def test_load_task_names_the_field_that_is_wrong(tiny_task):
+    raw = yaml.safe_load((tiny_task / "task.yaml").read_text())
+    del raw["contract"]["labels"]
+    (tiny_task / "task.yaml").write_text(yaml.safe_dump(raw))
+    with pytest.raises(DataError) as err:
+        load_task(tiny_task)
+    assert "task.yaml" in str(err.value) and err.value.field == "contract"
+
+
+def test_load_task_reports_a_missing_task_file(tmp_path):
+    with pytest.raises(DataError, match="task.yaml not found"):
+        load_task(tmp_path)
+
+
+def test_messages_cut_long_inputs_the_same_way_everywhere(tiny_task):
+    task = load_task(tiny_task)
+    messages = task.messages("x" * 1000)
+    assert messages[0] == {"role": "system", "content": task.system_prompt}
+    assert messages[1]["content"] == "x" * 400
