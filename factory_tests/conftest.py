@@ -86,3 +86,34 @@ def data_root(tmp_path: Path) -> Path:
 @pytest.fixture
 def tiny_task(data_root: Path) -> Path:
     return data_root / "tasks" / "tiny"
+
+
+@pytest.fixture(scope="session")
+def model_cache(tmp_path_factory) -> Path:
+    """Dequantized base models are built once per test session."""
+    return Path(os.environ.get("FACTORY_TEST_CACHE") or tmp_path_factory.mktemp("model-cache"))
+
+
+@pytest.fixture
+def resources(data_root: Path, model_cache: Path) -> dict:
+    from factory.integrations.resources import BaseModel, Embedder, TrainingScripts
+    from factory.integrations.storage import FactoryStorage
+    from factory.integrations.tracking import MlflowTracker
+
+    storage = FactoryStorage(data_root=str(data_root), cache_root=str(model_cache))
+    return {
+        "storage": storage,
+        "tracker": MlflowTracker(storage=storage),
+        "base_model": BaseModel(storage=storage),
+        "embedder": Embedder(),
+        "scripts": TrainingScripts(),
+    }
+
+
+@pytest.fixture
+def instance():
+    import dagster as dg
+
+    with dg.instance_for_test() as inst:
+        inst.add_dynamic_partitions("dataset_version", ["tiny.v1"])
+        yield inst

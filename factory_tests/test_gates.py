@@ -65,7 +65,16 @@ def test_semantic_duplicates_with_the_packaged_minilm():
     candidates = [row(i, t, target="shipping" if i < 2 else "billing") for i, t in enumerate(texts)]
     embedder = Embedder()
     accepted, rejected = apply_gates(candidates, CONTRACT, ["Reset my password please"], PROMPT,
-                                     GateConfig(semantic_duplicate_threshold=0.85),
+                                     GateConfig(semantic_duplicate_threshold=0.75),
                                      embeddings=embedder.encode(texts), eval_embeddings=embedder.encode(["Reset my password please"]))
     assert [r["id"] for r in accepted] == ["r0", "r2"]
     assert gate_of(rejected, "r1") == "semantic_duplicate"
+
+
+def test_variants_of_a_leaked_row_are_rejected_with_it():
+    candidates = [row(0, "Parcel never came, order 12"), row(1, "From: a@b.c\n\nParcel never came, order 12", parent_id="r0"),
+                  row(2, "Another fine question about fees")]
+    accepted, rejected = apply_gates(candidates, CONTRACT, ["parcel never came order 12"], PROMPT)
+    assert [r["id"] for r in accepted] == ["r2"]
+    assert {r["id"]: r["gate"] for r in rejected} == {"r0": "eval_leakage", "r1": "eval_leakage"}
+    assert "derived from r0" in next(r["reason"] for r in rejected if r["id"] == "r1")

@@ -10,7 +10,8 @@ from factory.integrations.tracking import MlflowTracker
 @dg.definitions
 def resources() -> dg.Definitions:
     # Per-deployment values come from the environment (see .env.example); defaults run locally.
-    storage = FactoryStorage(data_root=os.environ.get("FACTORY_DATA_ROOT", "data"))
+    storage = FactoryStorage(data_root=os.environ.get("FACTORY_DATA_ROOT", "data"),
+                             cache_root=os.environ.get("FACTORY_CACHE_ROOT", ""))
     return dg.Definitions(
         resources={
             "storage": storage,

@@ -14,6 +14,7 @@ class FactoryStorage(dg.ConfigurableResource):
     """Paths under the data root. Tasks are committed; everything else under it is generated."""
 
     data_root: str = Field(default="data", description="root of tasks/, versions/, cache/ and mlflow/")
+    cache_root: str = Field(default="", description="dequantized base models; empty: <data_root>/cache")
 
     @property
     def root(self) -> Path:
@@ -31,4 +32,4 @@ class FactoryStorage(dg.ConfigurableResource):
         return self.root / "versions" / partition_key / asset
 
     def cache_dir(self) -> Path:
-        return self.root / "cache"
+        return Path(self.cache_root).resolve() if self.cache_root else self.root / "cache"

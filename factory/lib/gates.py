@@ -66,6 +66,15 @@ def apply_gates(
             leak_hits = _neighbours(embeddings, eval_embeddings, config.semantic_leakage_threshold)
         duplicate_hits = _neighbours(embeddings, embeddings, config.semantic_duplicate_threshold)
 
+    # A leaked row leaks its whole family: variants of an eval row are eval rows in disguise.
+    leaked: dict[int, str] = {}
+    for i, row in enumerate(candidates):
+        if isinstance(row.get("text"), str) and normalize(row["text"]) in eval_norm:
+            leaked[i] = "the same text is in an eval set"
+        elif leak_hits is not None and len(leak_hits[i]):
+            leaked[i] = f"semantically equal to an eval row (cosine >= {config.semantic_leakage_threshold})"
+    leaked_ids = {candidates[i].get("id") for i in leaked}
+
     accepted, rejected = [], []
     accepted_index: set[int] = set()
     first_with_text: dict[str, str] = {}
@@ -93,11 +102,11 @@ def apply_gates(
         if len(targets_by_text[key]) > 1:
             reject(row, "label_conflict", f"the same text carries targets {sorted(targets_by_text[key])}")
             continue
-        if key in eval_norm:
-            reject(row, "eval_leakage", "the same text is in an eval set")
+        if i in leaked:
+            reject(row, "eval_leakage", leaked[i])
             continue
-        if leak_hits is not None and len(leak_hits[i]):
-            reject(row, "eval_leakage", f"semantically equal to an eval row (cosine >= {config.semantic_leakage_threshold})")
+        if row.get("parent_id") in leaked_ids:
+            reject(row, "eval_leakage", f"derived from {row['parent_id']}, which is in an eval set")
             continue
         if key in first_with_text:
             reject(row, "exact_duplicate", "same text as an accepted row", duplicate_of=first_with_text[key])

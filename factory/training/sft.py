@@ -36,6 +36,8 @@ class SFTRunConfig:
     warmup_ratio: float = field(default=0.05, metadata={"help": "share of steps spent warming up"})
     lr_scheduler_type: str = field(default="cosine", metadata={"help": "learning-rate schedule"})
     max_length: int = field(default=1024, metadata={"help": "token cap; inputs are cut by max_input_chars first"})
+    gradient_checkpointing: bool = field(default=False, metadata={"help": "trade compute for memory (worth it on small GPUs)"})
+    group_by_length: bool = field(default=True, metadata={"help": "batch rows of similar length: less padding"})
     quantization: str = field(default="auto", metadata={"help": "'nf4' (QLoRA), 'none', or 'auto': nf4 on CUDA only"})
     seed: int = field(default=0, metadata={"help": "seeds data order, dropout and adapter init"})
     logging_steps: int = field(default=5, metadata={"help": "log the loss every N steps"})
@@ -91,6 +93,8 @@ def main(config: SFTRunConfig, log: Callable[[str], None] = print) -> dict:
             lr_scheduler_type=config.lr_scheduler_type,
             warmup_steps=config.warmup_ratio,
             max_length=config.max_length,
+            gradient_checkpointing=config.gradient_checkpointing,
+            train_sampling_strategy="group_by_length" if config.group_by_length else "random",
             completion_only_loss=True,
             logging_steps=config.logging_steps,
             eval_strategy="epoch" if validation is not None else "no",

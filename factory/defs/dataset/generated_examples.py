@@ -10,7 +10,7 @@ from factory.lib.schemas import ExampleSchema
 
 
 class GenerationConfig(dg.Config):
-    variants_per_seed: int = Field(default=2, description="production-format variants made from each seed")
+    variants_per_seed: int = Field(default=1, description="production-format variants made from each seed")
     seed: int = Field(default=0, description="same seed, same rows")
 
 

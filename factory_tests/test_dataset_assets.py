@@ -1,0 +1,68 @@
+"""Tiers 2-3: dataset assets called directly and materialised as a chain on a temporary instance."""
+import json
+
+import dagster as dg
+import pytest
+
+from factory.defs.dataset.accepted_examples import accepted_examples, accepted_examples_hold
+from factory.defs.dataset.dataset_splits import dataset_splits
+from factory.defs.dataset.eval_sets import eval_sets
+from factory.defs.dataset.generated_examples import generated_examples
+from factory.defs.dataset.seed_examples import seed_examples
+from factory.lib.files import read_jsonl
+
+CHAIN = [eval_sets, seed_examples, generated_examples, accepted_examples, accepted_examples_hold, dataset_splits]
+
+
+def test_seed_examples_called_directly_writes_the_version_snapshot(resources, data_root):
+    context = dg.build_asset_context(partition_key="tiny.v1")
+    result = seed_examples(context, storage=resources["storage"])
+    assert result.metadata["dagster/row_count"] == 18
+    rows = read_jsonl(data_root / "versions" / "tiny.v1" / "seed_examples" / "seeds.jsonl")
+    assert {r["target"] for r in rows} == {"billing", "shipping", "login"}
+
+
+def test_dataset_chain_materialises_one_partition(resources, data_root, instance):
+    result = dg.materialize(CHAIN, partition_key="tiny.v1", resources=resources, instance=instance)
+    assert result.success
+    version = data_root / "versions" / "tiny.v1"
+    accepted = read_jsonl(version / "accepted_examples" / "accepted.jsonl")
+    rejected = read_jsonl(version / "accepted_examples" / "rejected.jsonl")
+    assert len(accepted) + len(rejected) == 18 * 2  # seeds + one variant each
+    splits = read_jsonl(version / "dataset_splits" / "train.jsonl") + read_jsonl(version / "dataset_splits" / "validation.jsonl")
+    assert sorted(r["id"] for r in splits) == sorted(r["id"] for r in accepted)
+    checks = result.get_asset_check_evaluations()
+    assert [(c.check_name, c.passed) for c in checks] == [("accepted_examples_hold", True)]
+    # Other versions are untouched by this one.
+    assert sorted(p.name for p in (data_root / "versions").iterdir()) == ["tiny.v1"]
+
+
+def test_failed_blocking_check_stops_the_splits(resources, data_root, tiny_task, instance):
+    # Every 'login' seed is also an eval row: the leakage gate rejects them all and the label vanishes.
+    seeds = [json.loads(l) for l in (tiny_task / "seeds.jsonl").read_text().splitlines()]
+    leaked = [{"id": f"dev-{i}", "text": s["text"], "label": "login"} for i, s in enumerate(seeds) if s["label"] == "login"]
+    (tiny_task / "eval" / "dev.jsonl").write_text("".join(json.dumps(r) + "\n" for r in leaked))
+    result = dg.materialize(CHAIN, partition_key="tiny.v1", resources=resources, instance=instance, raise_on_error=False)
+    checks = {c.check_name: c for c in result.get_asset_check_evaluations()}
+    assert checks["accepted_examples_hold"].passed is False
+    assert "login" in json.dumps(checks["accepted_examples_hold"].metadata["problems"].value)
+    assert not (data_root / "versions" / "tiny.v1" / "dataset_splits").exists()
+
+
+def test_bad_seed_file_fails_with_file_line_field_and_writes_nothing(resources, data_root, tiny_task, instance):
+    with (tiny_task / "seeds.jsonl").open("a") as handle:
+        handle.write(json.dumps({"id": "new", "text": "hello", "label": "refunds"}) + "\n")
+    result = dg.materialize(CHAIN, partition_key="tiny.v1", resources=resources, instance=instance, raise_on_error=False)
+    assert not result.success
+    failure = next(e for e in result.all_events if e.is_step_failure and e.step_key == "seed_examples")
+    message = failure.step_failure_data.error.cause.message if failure.step_failure_data.error.cause else failure.step_failure_data.error.message
+    assert "seeds.jsonl, line 19, field 'label': unknown label 'refunds'" in message
+    version = data_root / "versions" / "tiny.v1"
+    assert not (version / "seed_examples").exists() and not (version / "accepted_examples").exists()
+
+
+def test_golden_set_is_locked(resources, tiny_task, instance):
+    golden = tiny_task / "eval" / "golden.jsonl"
+    golden.write_text(golden.read_text().replace("Double charge", "Triple charge"))
+    with pytest.raises(dg.Failure, match="golden set is locked"):
+        eval_sets(dg.build_asset_context(partition_key="tiny.v1"), storage=resources["storage"])
