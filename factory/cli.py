@@ -55,7 +55,7 @@ def print_summary(key: str, seconds: float) -> None:
     folder = data_root() / "versions" / key
     report = json.loads((folder / "eval_report" / "report.json").read_text())
     print(f"\nTest set of {key} ({seconds / 60:.1f} min):\n")
-    print(markdown_table(comparison_rows(report["models"])))
+    print(markdown_table(comparison_rows(report["models"], order=report["model_order"])))
     gates = report["release_gates"]
     print("\nRelease gates: " + ", ".join(f"{n} {'passed' if g['passed'] else 'FAILED'} ({g['value']:.3f} vs {g['threshold']})"
                                           for n, g in gates.items()))
@@ -97,7 +97,7 @@ def cmd_task_import(args) -> int:
         split_field=args.split_field, test_value=args.test_value, test_per_label=args.test_per_label,
         dev_per_label=args.dev_per_label, golden_per_label=args.golden_per_label, seed=args.seed,
     )
-    folder = import_task(args.file, args.name, data_root() / "tasks", options)
+    folder = import_task(args.file, args.name, data_root() / "tasks", options, test_source=args.test_file)
     print(f"task written to {folder}; next: factory version new --task {args.name}")
     return 0
 
@@ -128,6 +128,7 @@ def parser() -> argparse.ArgumentParser:
     imp.add_argument("--text-field", default="text")
     imp.add_argument("--label-field", default="label")
     imp.add_argument("--id-field")
+    imp.add_argument("--test-file", help="a second file whose rows all become the test set (e.g. an original test split)")
     imp.add_argument("--split-field", help="column holding an original split; its --test-value rows become the test set")
     imp.add_argument("--test-value", default="test")
     imp.add_argument("--test-per-label", type=int, default=10)

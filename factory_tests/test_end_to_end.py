@@ -89,3 +89,19 @@ def test_mlflow_has_one_run_per_asset_with_its_id_in_dagster_metadata(pipeline):
     assert by_asset["lora_adapter"].data.params["learning_rate"] == "0.002"
     assert "train_loss" in by_asset["lora_adapter"].data.metrics
     assert [a.path for a in client.list_artifacts(by_asset["eval_report"].info.run_id)] == ["report.json", "report.md"]
+
+
+def test_inference_benchmark_runs_on_the_exported_model(pipeline, tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    _, version, storage = pipeline
+    bench = Path(__file__).resolve().parents[1] / "bench" / "inference.py"
+    subprocess.run([sys.executable, str(bench), "--version-dir", str(version), "--rows", "3", "--concurrency", "1,2",
+                    "--out", str(tmp_path)], check=True)
+    result = json.loads((tmp_path / "inference.json").read_text())
+    assert set(result["results"]) == {f"{p}@{c}" for p in ("factory_classify", "llama_cpp_chat", "transformers_generate")
+                                      for c in (1, 2)}
+    assert result["results"]["factory_classify@1"]["invalid_rate"] == 0.0
+    assert result["ratios"]["classify_vs_chat_latency_p50"] > 0

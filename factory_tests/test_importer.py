@@ -79,3 +79,15 @@ def test_duplicate_ids_and_existing_tasks_are_refused(tmp_path):
     (tmp_path / "tasks" / "taken").mkdir(parents=True)
     with pytest.raises(DataError, match="frozen"):
         import_task(source, "taken", tmp_path / "tasks", ImportOptions())
+
+
+def test_a_separate_test_file_becomes_the_test_set(tmp_path):
+    train = tmp_path / "train.jsonl"
+    test = tmp_path / "test.jsonl"
+    train.write_text("".join(json.dumps({"text": f"train {i} {lab}", "label": lab}) + "\n" for lab in "ab" for i in range(12)))
+    test.write_text("".join(json.dumps({"text": f"test {i} {lab}", "label": lab}) + "\n" for lab in "ab" for i in range(3)))
+    task = load_task(import_task(train, "two", tmp_path / "tasks", ImportOptions(dev_per_label=2, golden_per_label=1),
+                                 test_source=test))
+    rows = load_examples(task.path("test"), task.build_contract(), "test")
+    assert sorted(r["text"] for r in rows) == sorted(f"test {i} {lab}" for lab in "ab" for i in range(3))
+    assert len(load_examples(task.path("seeds"), task.build_contract(), "seed")) == 24 - 4 - 2

@@ -5,6 +5,7 @@ import contextlib
 import hashlib
 import json
 import os
+import resource
 import shutil
 import uuid
 from collections.abc import Iterable, Iterator
@@ -94,3 +95,8 @@ def sha256_rows(rows: Iterable[dict], fields: tuple[str, ...] = ("id", "text", "
     """Content hash of rows independent of file formatting and row order."""
     lines = sorted(json.dumps([row.get(f) for f in fields], ensure_ascii=False) for row in rows)
     return hashlib.sha256("\n".join(lines).encode("utf-8")).hexdigest()
+
+
+def peak_rss_mib() -> float:
+    """Peak resident memory of the calling process, for the summaries scripts write."""
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)

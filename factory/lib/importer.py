@@ -41,7 +41,7 @@ def _read_rows(path: Path) -> list[tuple[int, dict]]:
     raise DataError(path, "unsupported file type; give a .csv or .jsonl file")
 
 
-def _validated(path: Path, options: ImportOptions) -> list[dict]:
+def _validated(path: Path, options: ImportOptions, id_prefix: str = "r", forced_split: str = "") -> list[dict]:
     rows, seen = [], {}
     for line, raw in _read_rows(path):
         for field in (options.text_field, options.label_field, options.id_field, options.split_field):
@@ -52,11 +52,11 @@ def _validated(path: Path, options: ImportOptions) -> list[dict]:
             raise DataError(path, "empty text", line=line, field=options.text_field)
         if not isinstance(label, str) or not label.strip():
             raise DataError(path, "empty label", line=line, field=options.label_field)
-        row_id = str(raw[options.id_field]) if options.id_field else f"r{line}"
+        row_id = str(raw[options.id_field]) if options.id_field else f"{id_prefix}{line}"
         if row_id in seen:
             raise DataError(path, f"duplicate id {row_id!r} (first on line {seen[row_id]})", line=line, field=options.id_field)
         seen[row_id] = line
-        split = str(raw[options.split_field]).strip() if options.split_field else ""
+        split = forced_split or (str(raw[options.split_field]).strip() if options.split_field else "")
         rows.append({"id": row_id, "text": text, "label": label.strip(), "_split": split})
     if not rows:
         raise DataError(path, "no rows")
@@ -85,14 +85,23 @@ def default_system_prompt(labels: list[str]) -> str:
     return prompt
 
 
-def import_task(source: str | Path, name: str, tasks_dir: str | Path, options: ImportOptions = ImportOptions()) -> Path:
-    """Write tasks_dir/name with task.yaml, seeds and dev/test/golden/adversarial; returns the folder."""
+def import_task(source: str | Path, name: str, tasks_dir: str | Path, options: ImportOptions = ImportOptions(),
+                test_source: str | Path | None = None) -> Path:
+    """Write tasks_dir/name with task.yaml, seeds and dev/test/golden/adversarial; returns the folder.
+
+    The test set is, in order of precedence: every row of `test_source`, the rows whose split
+    column says `test_value`, or `test_per_label` rows of each label carved out with the seed.
+    """
     source, folder = Path(source), Path(tasks_dir) / name
     if folder.exists():
         raise DataError(folder, "task folder exists; its eval sets are frozen. Choose another name or delete it")
     rows = _validated(source, options)
     rng = random.Random(options.seed)
-    if options.split_field:
+    if test_source is not None:
+        test, pool = _validated(Path(test_source), options, id_prefix="t", forced_split=options.test_value), rows
+        if options.id_field and {r["id"] for r in test} & {r["id"] for r in pool}:
+            raise DataError(test_source, "ids repeat ids of the training file", field=options.id_field)
+    elif options.split_field:
         test = [r for r in rows if r["_split"] == options.test_value]
         pool = [r for r in rows if r["_split"] != options.test_value]
         if not test:
@@ -101,7 +110,7 @@ def import_task(source: str | Path, name: str, tasks_dir: str | Path, options: I
         test, pool = _take_per_label(rows, options.test_per_label, rng)
     dev, pool = _take_per_label(pool, options.dev_per_label, rng)
     golden, seeds = _take_per_label(pool, options.golden_per_label, rng)
-    labels = sorted({r["label"] for r in rows})
+    labels = sorted({r["label"] for r in rows + test})
     unseen = sorted({r["label"] for r in test} - {r["label"] for r in seeds})
     if unseen:
         raise DataError(source, f"labels {unseen} have test rows but no training rows", field=options.label_field)
@@ -115,7 +124,7 @@ def import_task(source: str | Path, name: str, tasks_dir: str | Path, options: I
             write_jsonl(scratch / "eval" / f"{split_name}.jsonl", clean(part))
         spec = {
             "name": name,
-            "description": f"Imported from {source.name}: {len(rows)} rows, {len(labels)} labels.",
+            "description": f"Imported from {source.name}: {len(seeds) + len(dev) + len(golden) + len(test)} rows, {len(labels)} labels.",
             "contract": {"type": "classification", "labels": {label: label.replace("_", " ") for label in labels}},
             "system_prompt": default_system_prompt(labels),
             "metrics": ["accuracy", "macro_f1"],

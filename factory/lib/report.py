@@ -19,10 +19,11 @@ def release_gates(gguf_sets: dict, gates) -> dict[str, dict]:
     return {name: {"value": v, "threshold": t, "passed": bool(ok)} for name, (v, t, ok) in checks.items()}
 
 
-def comparison_rows(models: dict[str, dict], set_name: str = "test") -> list[dict]:
-    """One row a model: its scores on one eval set."""
+def comparison_rows(models: dict[str, dict], set_name: str = "test", order: list[str] | None = None) -> list[dict]:
+    """One row a model, in `order` (baselines first, the exported model last): its scores on one eval set."""
     rows = []
-    for name, sets in models.items():
+    for name in order or list(models):
+        sets = models[name]
         scores = sets.get(set_name)
         if scores:
             rows.append({"model": name, **{k: v for k, v in scores.items() if isinstance(v, (int, float))}})

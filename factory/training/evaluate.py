@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from factory.lib.files import atomic_dir, read_jsonl, write_json, write_jsonl
+from factory.lib.files import atomic_dir, peak_rss_mib, read_jsonl, write_json, write_jsonl
 from factory.lib.task import load_task
 
 
@@ -97,7 +97,8 @@ def main(config: EvalConfig, log: Callable[[str], None] = print) -> dict:
             metrics[name] = scores
             write_jsonl(scratch / f"predictions-{name}.jsonl", predictions)
             log(f"{name}: " + ", ".join(f"{k}={v:.3f}" for k, v in scores.items() if isinstance(v, float)))
-        write_json(scratch / "summary.json", {"model": config.model, "adapter_dir": config.adapter_dir, "sets": metrics})
+        write_json(scratch / "summary.json", {"model": config.model, "adapter_dir": config.adapter_dir, "sets": metrics,
+                                               "peak_rss_mib": peak_rss_mib()})
     return {"sets": metrics}
 
 

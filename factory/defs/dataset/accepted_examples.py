@@ -8,7 +8,7 @@ from factory.defs.metadata import table_metadata
 from factory.defs.partitions import dataset_versions
 from factory.integrations.resources import Embedder
 from factory.integrations.storage import FactoryStorage
-from factory.lib.files import read_jsonl, write_json, write_jsonl
+from factory.lib.files import atomic_dir, read_jsonl, write_json, write_jsonl
 from factory.lib.gates import GateConfig, apply_gates
 from factory.lib.schemas import ExampleSchema, RejectedSchema, frame
 
@@ -40,10 +40,12 @@ def accepted_examples(
     accepted, rejected = apply_gates(candidates, task.build_contract(), eval_texts, task.system_prompt,
                                      gate_config, embeddings, eval_embeddings)
     folder = storage.asset_dir(key, "accepted_examples")
-    write_jsonl(folder / "rejected.jsonl", rejected)
-    write_json(folder / "summary.json", {"input": len(candidates), "accepted": len(accepted),
-                                          "rejected_by_gate": dict(Counter(r["gate"] for r in rejected))})
-    path = write_jsonl(folder / "accepted.jsonl", accepted)  # written last: its presence means the stage finished
+    with atomic_dir(folder) as scratch:
+        write_jsonl(scratch / "rejected.jsonl", rejected)
+        write_jsonl(scratch / "accepted.jsonl", accepted)
+        write_json(scratch / "summary.json", {"input": len(candidates), "accepted": len(accepted),
+                                               "rejected_by_gate": dict(Counter(r["gate"] for r in rejected))})
+    path = folder / "accepted.jsonl"
     return dg.MaterializeResult(metadata={
         **table_metadata(accepted, ExampleSchema, path),
         "input_rows": len(candidates),

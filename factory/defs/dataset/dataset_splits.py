@@ -6,7 +6,7 @@ from pydantic import Field
 from factory.defs.metadata import table_metadata
 from factory.defs.partitions import dataset_versions
 from factory.integrations.storage import FactoryStorage
-from factory.lib.files import read_jsonl, write_jsonl
+from factory.lib.files import atomic_dir, read_jsonl, write_jsonl
 from factory.lib.schemas import SplitSchema
 from factory.lib.splits import split_examples
 
@@ -25,8 +25,10 @@ def dataset_splits(context: dg.AssetExecutionContext, config: SplitConfig, stora
     contract = task.build_contract()
     rows = split_examples(rows, config.validation_fraction, config.seed, stratum=lambda r: contract.stratum(r["target"]))
     folder = storage.asset_dir(key, "dataset_splits")
-    write_jsonl(folder / "validation.jsonl", [r for r in rows if r["split"] == "validation"])
-    path = write_jsonl(folder / "train.jsonl", [r for r in rows if r["split"] == "train"])
+    with atomic_dir(folder) as scratch:
+        write_jsonl(scratch / "validation.jsonl", [r for r in rows if r["split"] == "validation"])
+        write_jsonl(scratch / "train.jsonl", [r for r in rows if r["split"] == "train"])
+    path = folder / "train.jsonl"
     return dg.MaterializeResult(metadata={
         **table_metadata(rows, SplitSchema, path),
         "rows_by_split": dg.MetadataValue.json(dict(Counter(r["split"] for r in rows))),

@@ -4,7 +4,7 @@ from factory.defs.metadata import table_metadata
 from factory.defs.partitions import dataset_versions
 from factory.integrations.storage import FactoryStorage
 from factory.lib.examples import load_examples
-from factory.lib.files import sha256_rows, write_jsonl
+from factory.lib.files import atomic_dir, sha256_rows, write_jsonl
 from factory.lib.schemas import ExampleSchema
 from factory.lib.task import EVAL_SETS
 
@@ -22,8 +22,9 @@ def eval_sets(context: dg.AssetExecutionContext, storage: FactoryStorage) -> dg.
             f"{golden_hash!r}. The golden set is locked: restore it, or record the new hash on purpose."
         )
     folder = storage.asset_dir(context.partition_key, "eval_sets")
-    for name, rows in sets.items():
-        write_jsonl(folder / f"{name}.jsonl", rows)
+    with atomic_dir(folder) as scratch:
+        for name, rows in sets.items():
+            write_jsonl(scratch / f"{name}.jsonl", rows)
     everything = [row for rows in sets.values() for row in rows]
     return dg.MaterializeResult(
         metadata={**table_metadata(everything, ExampleSchema, folder),

@@ -42,8 +42,9 @@ def eval_report(
     models = {"tfidf_logreg": baselines["tfidf_logreg"], "base_model": baselines["base_model"],
               "finetuned_hf": hf["sets"], f"finetuned_gguf_{kind}": gguf["sets"]}
     gates = release_gates(gguf["sets"], task.release_gates)
-    table = markdown_table(comparison_rows(models))
-    report = {"partition": key, "gguf_sha256": info["sha256"], "models": models, "release_gates": gates}
+    order = list(models)
+    table = markdown_table(comparison_rows(models, order=order))
+    report = {"partition": key, "gguf_sha256": info["sha256"], "models": models, "model_order": order, "release_gates": gates}
     write_json(folder / "report.json", report)
     (folder / "report.md").write_text(f"# Eval report {key}\n\nTest set:\n\n{table}\n\nRelease gates: "
                                       f"{json.dumps(gates, indent=2)}\n", encoding="utf-8")

@@ -1,0 +1,116 @@
+"""Question 2: inference speed of the factory's classify path against what a user would run instead.
+
+    .venv/bin/python bench/inference.py --version-dir data/versions/support_email.v1 --rows 200
+
+On the same GGUF and the same test messages: the factory's classify path (grammar-constrained,
+template from the GGUF, prompt prefix cached), llama-cpp-python's plain chat completion, and
+transformers `generate` on the fine-tune before export. Concurrency N runs N worker processes,
+each with its own model and cores/N threads; requests per second = messages / wall time.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing as mp
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from common import write_result  # noqa: E402
+
+_worker = None
+
+
+def _init(path: str, spec: dict):
+    global _worker
+    from factory.lib.task import load_task
+
+    task = load_task(spec["task_dir"])
+    threads = spec["threads"]
+    if path == "factory_classify":
+        from factory.serve.classifier import GGUFClassifier
+
+        classifier = GGUFClassifier(spec["gguf"], task, threads=threads)
+        _worker = lambda text: classifier.classify(text).answer  # noqa: E731
+    elif path == "llama_cpp_chat":
+        from factory.training.evaluate import GGUFModel
+
+        model = GGUFModel(spec["gguf"], 2048, threads)
+        _worker = lambda text: model.answer(task.messages(text), 16)  # noqa: E731
+    elif path == "transformers_generate":
+        from factory.training.evaluate import HFModel
+
+        model = HFModel(spec["hf_model"], spec["adapter"], threads)
+        _worker = lambda text: model.answer(task.messages(text), 16)  # noqa: E731
+    _worker("warm-up message")
+
+
+def _answer(text: str) -> tuple[str, float]:
+    started = time.perf_counter()
+    answer = _worker(text)
+    return answer, (time.perf_counter() - started) * 1000
+
+
+def measure(path: str, spec: dict, texts: list[str], concurrency: int) -> dict:
+    spec = {**spec, "threads": max(1, (os.cpu_count() or 1) // concurrency)}
+    with mp.get_context("spawn").Pool(concurrency, initializer=_init, initargs=(path, spec)) as pool:
+        pool.map(time.sleep, [0.0] * concurrency)  # every worker has loaded its model
+        started = time.perf_counter()
+        results = pool.map(_answer, texts, chunksize=1)
+        wall = time.perf_counter() - started
+    latencies = sorted(ms for _, ms in results)
+    return {"answers": [a for a, _ in results], "requests_per_second": len(texts) / wall,
+            "latency_p50_ms": statistics.median(latencies), "latency_p95_ms": latencies[max(0, round(0.95 * len(latencies)) - 1)]}
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--version-dir", required=True, help="data/versions/<task>.v<n> with gguf_model/ and lora_adapter/")
+    parser.add_argument("--task-dir", help="defaults to data/tasks/<task> beside the versions folder")
+    parser.add_argument("--rows", type=int, default=200)
+    parser.add_argument("--concurrency", default="1,4")
+    parser.add_argument("--paths", default="factory_classify,llama_cpp_chat,transformers_generate")
+    parser.add_argument("--name", default="inference")
+    parser.add_argument("--out", default=None)
+    args = parser.parse_args(argv)
+
+    from factory.lib.examples import load_examples
+    from factory.lib.task import load_task
+
+    version = Path(args.version_dir).resolve()
+    task_name = version.name.rsplit(".v", 1)[0]
+    task_dir = Path(args.task_dir) if args.task_dir else version.parents[1] / "tasks" / task_name
+    task = load_task(task_dir)
+    contract = task.build_contract()
+    rows = load_examples(task.path("test"), contract, "test")[: args.rows]
+    texts = [r["text"] for r in rows]
+    gguf_summary = json.loads((version / "gguf_model" / "summary.json").read_text())
+    gguf = str(version / "gguf_model" / next(iter(gguf_summary["files"].values()))["file"])
+    spec = {"task_dir": str(task_dir), "gguf": gguf, "hf_model": gguf_summary["base_model_dir"],
+            "adapter": str(version / "lora_adapter" / "adapter")}
+    results = {}
+    for path in args.paths.split(","):
+        for concurrency in (int(c) for c in args.concurrency.split(",")):
+            measured = measure(path, spec, texts, concurrency)
+            predictions = [contract.parse_answer(a) for a in measured.pop("answers")]
+            measured.update(contract.metrics([r["target"] for r in rows], predictions))
+            results[f"{path}@{concurrency}"] = measured
+            print(path, concurrency, {k: round(v, 3) for k, v in measured.items()}, flush=True)
+    base = results.get("llama_cpp_chat@1")
+    ratios = {}
+    if base and "factory_classify@1" in results:
+        ratios["classify_vs_chat_latency_p50"] = results["factory_classify@1"]["latency_p50_ms"] / base["latency_p50_ms"]
+    if "transformers_generate@1" in results and "factory_classify@1" in results:
+        ratios["classify_vs_transformers_latency_p50"] = (results["factory_classify@1"]["latency_p50_ms"]
+                                                          / results["transformers_generate@1"]["latency_p50_ms"])
+    payload = {"task": task_name, "gguf": gguf, "rows": len(rows), "results": results, "ratios": ratios}
+    write_result(args.name, payload, args.out)
+    return payload
+
+
+if __name__ == "__main__":
+    main()

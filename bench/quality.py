@@ -1,0 +1,239 @@
+"""Question 1: model quality on real labelled data, side by side with what a user would do instead.
+
+    .venv/bin/python bench/quality.py --data ../shared/data/banking77 --train-per-label 10
+
+Imports the data as a newcomer would (train file + original test file), optionally keeps only
+N training rows per label, then scores on the same test rows: TF-IDF + linear SVM, TF-IDF +
+logistic regression, MiniLM embeddings + logistic regression, the base model zero-shot (free and
+grammar-constrained) and few-shot, and, unless --skip-finetune, the factory graph's fine-tune
+before export and its exported GGUF files.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import shutil
+import statistics
+import sys
+import time
+from collections import defaultdict
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from common import peak_rss_mib, write_result  # noqa: E402
+
+from factory.lib.examples import load_examples  # noqa: E402
+from factory.lib.files import write_jsonl  # noqa: E402
+from factory.lib.importer import ImportOptions, import_task  # noqa: E402
+from factory.lib.task import load_task  # noqa: E402
+
+
+def subsample(task_dir: Path, out_dir: Path, per_label: int | None, rows: int | None, seed: int) -> Path:
+    """A copy of the task whose seeds keep per_label rows of each label (or `rows` in all, stratified)."""
+    task = load_task(task_dir)
+    seeds = load_examples(task.path("seeds"), task.build_contract(), "seed")
+    by_label = defaultdict(list)
+    for row in seeds:
+        by_label[row["target"]].append(row)
+    rng = random.Random(seed)
+    share = None if rows is None else rows / len(seeds)
+    kept = []
+    for label in sorted(by_label):
+        group = sorted(by_label[label], key=lambda r: r["id"])
+        rng.shuffle(group)
+        kept += group[: per_label if per_label else max(1, round(len(group) * share))]
+    if out_dir.exists():
+        shutil.rmtree(out_dir)
+    shutil.copytree(task_dir, out_dir)
+    spec = (out_dir / "task.yaml").read_text().replace(f"name: {task.name}", f"name: {out_dir.name}")
+    (out_dir / "task.yaml").write_text(spec)
+    write_jsonl(out_dir / "seeds.jsonl", [{"id": r["id"], "text": r["text"], "label": r["target"]} for r in kept])
+    return out_dir
+
+
+def timed_predictions(predict_one, texts: list[str]) -> tuple[list, list[float]]:
+    predictions, latencies = [], []
+    for text in texts:
+        started = time.perf_counter()
+        predictions.append(predict_one(text))
+        latencies.append((time.perf_counter() - started) * 1000)
+    return predictions, latencies
+
+
+def latency_fields(latencies: list[float]) -> dict:
+    ordered = sorted(latencies)
+    return {"latency_p50_ms": statistics.median(ordered), "latency_p95_ms": ordered[max(0, round(0.95 * len(ordered)) - 1)]}
+
+
+def classical_baselines(train: list[dict], test: list[dict], contract, latency_rows: int) -> dict:
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import FeatureUnion, make_pipeline
+    from sklearn.svm import LinearSVC
+
+    from factory.integrations.resources import Embedder
+    from factory.lib.baselines import tfidf_logreg
+
+    texts, targets = [r["text"] for r in train], [r["target"] for r in train]
+    gold = [r["target"] for r in test]
+    results = {}
+
+    def features():
+        return FeatureUnion([("word", TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True)),
+                             ("char", TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 5), sublinear_tf=True))])
+
+    embedder = Embedder()
+    models = {
+        "tfidf_linear_svm": lambda: make_pipeline(features(), LinearSVC(C=1.0)).fit(texts, targets),
+        "tfidf_logreg": lambda: tfidf_logreg(texts, targets),
+    }
+    for name, fit in models.items():
+        started = time.perf_counter()
+        model = fit()
+        fit_seconds = time.perf_counter() - started
+        predicted = list(model.predict([r["text"] for r in test]))
+        _, latencies = timed_predictions(lambda t: model.predict([t])[0], [r["text"] for r in test[:latency_rows]])
+        results[name] = {**contract.metrics(gold, predicted), **latency_fields(latencies), "train_seconds": fit_seconds}
+
+    started = time.perf_counter()
+    train_emb = embedder.encode(texts)
+    logreg = LogisticRegression(C=10.0, max_iter=3000).fit(train_emb, targets)
+    fit_seconds = time.perf_counter() - started
+    predicted = list(logreg.predict(embedder.encode([r["text"] for r in test])))
+    from sentence_transformers import SentenceTransformer
+
+    encoder = SentenceTransformer(embedder._path(), device="cpu")
+    _, latencies = timed_predictions(
+        lambda t: logreg.predict(encoder.encode([t], normalize_embeddings=True))[0], [r["text"] for r in test[:latency_rows]])
+    results["minilm_logreg"] = {**contract.metrics(gold, predicted), **latency_fields(latencies), "train_seconds": fit_seconds}
+    return results
+
+
+def base_model_rows(task, train: list[dict], test: list[dict], llm_rows: int, shots: int, seed: int) -> dict:
+    """The base model as shipped (GGUF) with a prompt that lists the labels: free, constrained, few-shot."""
+    from factory.integrations.models import source_gguf
+    from factory.serve.classifier import GGUFClassifier
+
+    contract = task.build_contract()
+    labels = sorted(contract.labels)
+    prompt = ("Classify the customer message into exactly one of these intents. Answer with the intent name only.\n"
+              "Intents: " + ", ".join(labels))
+    zero = task.model_copy(update={"system_prompt": prompt})
+    rng = random.Random(seed)
+    examples = rng.sample(train, min(shots, len(train)))
+    few_prompt = prompt + "\n\nExamples:\n" + "\n".join(f"{e['text']!r} -> {e['target']}" for e in examples)
+    few = task.model_copy(update={"system_prompt": few_prompt})
+    gguf = str(source_gguf("smollm2-135m"))
+    rows = test[:llm_rows]
+    out = {}
+    for name, spec, constrained in (("base_zero_shot_free", zero, False), ("base_zero_shot_grammar", zero, True),
+                                    ("base_few_shot_grammar", few, True)):
+        classifier = GGUFClassifier(gguf, spec, constrained=constrained)
+        results = [classifier.classify(r["text"]) for r in rows]
+        out[name] = {**contract.metrics([r["target"] for r in rows], [c.label for c in results]),
+                     **latency_fields([c.latency_ms for c in results]), "rows": len(rows)}
+        print(name, {k: round(v, 3) for k, v in out[name].items()}, flush=True)
+    return out
+
+
+def finetune_rows(data_root: Path, task_name: str, recipe: str, quantizations: list[str], hf_rows: int, llm_rows: int) -> dict:
+    """Run the factory graph for one version of the task and read its eval report."""
+    import dagster as dg
+
+    from factory.definitions import defs
+    from factory.integrations.resources import BaseModel, Embedder, TrainingScripts
+    from factory.integrations.storage import FactoryStorage
+    from factory.integrations.tracking import MlflowTracker
+    from factory.serve.classifier import GGUFClassifier
+
+    storage = FactoryStorage(data_root=str(data_root))
+    resources = {"storage": storage, "tracker": MlflowTracker(storage=storage), "base_model": BaseModel(storage=storage),
+                 "embedder": Embedder(), "scripts": TrainingScripts()}
+    key = f"{task_name}.v1"
+    loaded = defs()
+    started = time.perf_counter()
+    with dg.instance_for_test() as instance:
+        instance.add_dynamic_partitions("dataset_version", [key])
+        result = dg.materialize(
+            [*loaded.assets, *loaded.asset_checks], partition_key=key, resources=resources, instance=instance,
+            run_config={"ops": {"lora_adapter": {"config": {"recipe": recipe}},
+                                "gguf_model": {"config": {"quantizations": quantizations}},
+                                "eval_report": {"config": {"hf_limit": hf_rows}}}},
+        )
+        stage_seconds = {}
+        for event in result.all_events:
+            if event.is_step_success:
+                stage_seconds[event.step_key] = event.event_specific_data.duration_ms / 1000
+    version = data_root / "versions" / key
+    report = json.loads((version / "eval_report" / "report.json").read_text())
+    adapter = json.loads((version / "lora_adapter" / "summary.json").read_text())
+    out = {name: sets["test"] for name, sets in report["models"].items() if "test" in sets and name.startswith("finetuned")}
+    for name in out:
+        out[name]["train_seconds"] = adapter["train_seconds"]
+    task = load_task(data_root / "tasks" / task_name)
+    test = load_examples(task.path("test"), task.build_contract(), "test")[:llm_rows]
+    for kind in quantizations:
+        classifier = GGUFClassifier(str(version / "gguf_model" / f"model-{kind}.gguf"), task)
+        results = [classifier.classify(r["text"]) for r in test]
+        out[f"finetuned_gguf_{kind}_grammar"] = {
+            **task.build_contract().metrics([r["target"] for r in test], [c.label for c in results]),
+            **latency_fields([c.latency_ms for c in results]), "rows": len(test), "train_seconds": adapter["train_seconds"]}
+    return {"models": out, "stage_seconds": stage_seconds, "graph_seconds": time.perf_counter() - started,
+            "adapter": {k: adapter[k] for k in ("train_rows", "train_loss", "train_seconds", "tokens_per_second", "epochs")}}
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", required=True, help="folder with train.jsonl and test.jsonl ({text, label} lines)")
+    parser.add_argument("--work", default="data/bench", help="data root for the imported task and its versions")
+    parser.add_argument("--train-per-label", type=int, help="keep this many training rows per label")
+    parser.add_argument("--train-rows", type=int, help="keep about this many training rows, stratified")
+    parser.add_argument("--recipe", default="default")
+    parser.add_argument("--quantizations", default="q8_0,q4_k_m")
+    parser.add_argument("--llm-rows", type=int, default=400, help="test rows scored by language models with llama.cpp")
+    parser.add_argument("--hf-rows", type=int, default=200, help="test rows scored with transformers before export")
+    parser.add_argument("--shots", type=int, default=10)
+    parser.add_argument("--latency-rows", type=int, default=200)
+    parser.add_argument("--skip-finetune", action="store_true")
+    parser.add_argument("--skip-base", action="store_true")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--name", default=None, help="result file name (default from the regime)")
+    parser.add_argument("--out", default=None, help="results folder (default bench/results)")
+    args = parser.parse_args(argv)
+
+    data, work = Path(args.data), Path(args.work).resolve()
+    tasks = work / "tasks"
+    full = tasks / "bench_full"
+    if not full.exists():
+        import_task(data / "train.jsonl", "bench_full", tasks, ImportOptions(dev_per_label=2, golden_per_label=2, seed=args.seed),
+                    test_source=data / "test.jsonl")
+    regime = f"pl{args.train_per_label}" if args.train_per_label else (f"r{args.train_rows}" if args.train_rows else "all")
+    task_dir = subsample(full, tasks / f"bench_{regime}", args.train_per_label, args.train_rows, args.seed) \
+        if regime != "all" else full
+    shutil.rmtree(work / "versions" / f"{task_dir.name}.v1", ignore_errors=True)
+    task = load_task(task_dir)
+    contract = task.build_contract()
+    train = load_examples(task.path("seeds"), contract, "seed")
+    test = load_examples(task.path("test"), contract, "test")
+    print(f"{task_dir.name}: {len(train)} training rows, {len(test)} test rows, {len(contract.labels)} labels", flush=True)
+
+    models = classical_baselines(train, test, contract, args.latency_rows)
+    for name, scores in models.items():
+        print(name, {k: round(v, 3) for k, v in scores.items()}, flush=True)
+    if not args.skip_base:
+        models.update(base_model_rows(task, train, test, args.llm_rows, args.shots, args.seed))
+    payload = {"task": task_dir.name, "train_rows": len(train), "test_rows": len(test), "labels": len(contract.labels),
+               "llm_rows": args.llm_rows, "hf_rows": args.hf_rows, "recipe": args.recipe, "models": models}
+    if not args.skip_finetune:
+        tuned = finetune_rows(work, task_dir.name, args.recipe, args.quantizations.split(","), args.hf_rows, args.llm_rows)
+        models.update(tuned.pop("models"))
+        payload.update(tuned)
+    payload["peak_rss_mib"] = peak_rss_mib()
+    write_result(args.name or f"quality_{regime}", payload, args.out)
+    return payload
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Serving: the classify path used in production and in the speed benchmark."""

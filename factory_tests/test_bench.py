@@ -1,0 +1,50 @@
+"""Smoke tests: every benchmark script runs on a tiny input and writes its result, so none of them rots."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from factory_tests.conftest import TINY_EVAL, TINY_SEEDS, make_tiny_task
+from factory_tests.test_end_to_end import TINY_RECIPE
+
+BENCH = Path(__file__).resolve().parents[1] / "bench"
+
+
+def run(script: str, *args: str, cwd: Path) -> None:
+    subprocess.run([sys.executable, str(BENCH / script), *args], cwd=cwd, check=True)
+
+
+@pytest.fixture(scope="module")
+def recipe(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("recipe") / "tiny.yaml"
+    path.write_text(yaml.safe_dump(TINY_RECIPE))
+    return path
+
+
+def test_quality_benchmark_on_tiny_data(tmp_path, recipe, model_cache):
+    data = tmp_path / "labelled"
+    data.mkdir()
+    train = [(t, lab) for lab, texts in TINY_SEEDS.items() for t in texts] + TINY_EVAL["dev"] + TINY_EVAL["golden"]
+    (data / "train.jsonl").write_text("".join(json.dumps({"text": t, "label": lab}) + "\n" for t, lab in train))
+    (data / "test.jsonl").write_text("".join(json.dumps({"text": t, "label": lab}) + "\n" for t, lab in TINY_EVAL["test"]))
+    run("quality.py", "--data", str(data), "--work", str(tmp_path / "work"), "--train-per-label", "4",
+        "--recipe", str(recipe), "--quantizations", "q8_0", "--llm-rows", "3", "--hf-rows", "3", "--latency-rows", "3",
+        "--out", str(tmp_path / "results"), cwd=tmp_path)
+    result = json.loads((tmp_path / "results" / "quality_pl4.json").read_text())
+    assert result["train_rows"] == 12 and result["test_rows"] == 3 and result["machine"]["cores"] >= 1
+    assert {"tfidf_linear_svm", "tfidf_logreg", "minilm_logreg", "base_zero_shot_free", "base_zero_shot_grammar",
+            "base_few_shot_grammar", "finetuned_hf", "finetuned_gguf_q8_0", "finetuned_gguf_q8_0_grammar"} <= set(result["models"])
+    assert result["models"]["base_zero_shot_grammar"]["invalid_rate"] == 0.0  # the grammar makes invalid labels impossible
+    assert result["stage_seconds"]["lora_adapter"] > 0
+
+
+def test_run_cost_benchmark_on_the_tiny_task(tmp_path, recipe, model_cache):
+    make_tiny_task(tmp_path / "tasks")
+    run("run_cost.py", "--task-dir", str(tmp_path / "tasks" / "tiny"), "--work", str(tmp_path / "work"),
+        "--cache", str(model_cache), "--recipe", str(recipe), "--out", str(tmp_path / "results"), cwd=tmp_path)
+    result = json.loads((tmp_path / "results" / "run_cost_tiny.json").read_text())
+    assert set(result["stages"]) >= {"seed_examples", "lora_adapter", "gguf_model", "eval_report"}
+    assert result["stages"]["lora_adapter"]["script_peak_rss_mib"] > 100
