@@ -5,7 +5,7 @@
 Imports the data as a newcomer would (train file + original test file), optionally keeps only
 N training rows per label, then scores on the same test rows: TF-IDF + linear SVM, TF-IDF +
 logistic regression, MiniLM embeddings + logistic regression, the base model zero-shot (free and
-grammar-constrained) and few-shot, and, unless --skip-finetune, the factory graph's fine-tune
+constrained to the labels) and few-shot, and, unless --skip-finetune, the factory graph's fine-tune
 before export and its exported GGUF files.
 """
 from __future__ import annotations
@@ -128,8 +128,8 @@ def base_model_rows(task, train: list[dict], test: list[dict], llm_rows: int, sh
     gguf = str(source_gguf("smollm2-135m"))
     rows = test[:llm_rows]
     out = {}
-    for name, spec, constrained in (("base_zero_shot_free", zero, False), ("base_zero_shot_grammar", zero, True),
-                                    ("base_few_shot_grammar", few, True)):
+    for name, spec, constrained in (("base_zero_shot_free", zero, False), ("base_zero_shot_constrained", zero, True),
+                                    ("base_few_shot_constrained", few, True)):
         classifier = GGUFClassifier(gguf, spec, constrained=constrained)
         results = [classifier.classify(r["text"]) for r in rows]
         out[name] = {**contract.metrics([r["target"] for r in rows], [c.label for c in results]),
@@ -142,26 +142,16 @@ def finetune_rows(data_root: Path, task_name: str, recipe: str, quantizations: l
     """Run the factory graph for one version of the task and read its eval report."""
     import dagster as dg
 
-    from factory.definitions import defs
-    from factory.integrations.resources import BaseModel, Embedder, TrainingScripts
-    from factory.integrations.storage import FactoryStorage
-    from factory.integrations.tracking import MlflowTracker
+    from factory.defs.resources import factory_resources
+    from factory.pipeline import materialize_version, recipe_config
     from factory.serve.classifier import GGUFClassifier
 
-    storage = FactoryStorage(data_root=str(data_root))
-    resources = {"storage": storage, "tracker": MlflowTracker(storage=storage), "base_model": BaseModel(storage=storage),
-                 "embedder": Embedder(), "scripts": TrainingScripts()}
     key = f"{task_name}.v1"
-    loaded = defs()
     started = time.perf_counter()
     with dg.instance_for_test() as instance:
         instance.add_dynamic_partitions("dataset_version", [key])
-        result = dg.materialize(
-            [*loaded.assets, *loaded.asset_checks], partition_key=key, resources=resources, instance=instance,
-            run_config={"ops": {"lora_adapter": {"config": {"recipe": recipe}},
-                                "gguf_model": {"config": {"quantizations": quantizations}},
-                                "eval_report": {"config": {"hf_limit": hf_rows}}}},
-        )
+        result = materialize_version(key, instance, factory_resources(str(data_root)), recipe_config(
+            recipe, gguf_model={"quantizations": quantizations}, eval_report={"hf_limit": hf_rows}))
         stage_seconds = {}
         for event in result.all_events:
             if event.is_step_success:
@@ -177,7 +167,7 @@ def finetune_rows(data_root: Path, task_name: str, recipe: str, quantizations: l
     for kind in quantizations:
         classifier = GGUFClassifier(str(version / "gguf_model" / f"model-{kind}.gguf"), task)
         results = [classifier.classify(r["text"]) for r in test]
-        out[f"finetuned_gguf_{kind}_grammar"] = {
+        out[f"finetuned_gguf_{kind}_constrained"] = {
             **task.build_contract().metrics([r["target"] for r in test], [c.label for c in results]),
             **latency_fields([c.latency_ms for c in results]), "rows": len(test), "train_seconds": adapter["train_seconds"]}
     return {"models": out, "stage_seconds": stage_seconds, "graph_seconds": time.perf_counter() - started,

@@ -36,25 +36,19 @@ def main(argv: list[str] | None = None) -> dict:
 
     import dagster as dg
 
-    from factory.definitions import defs
-    from factory.integrations.resources import BaseModel, Embedder, TrainingScripts
-    from factory.integrations.storage import FactoryStorage
-    from factory.integrations.tracking import MlflowTracker
+    from factory.defs.resources import factory_resources
+    from factory.pipeline import materialize_version, recipe_config
 
     source = Path(args.task_dir).resolve()
     work = Path(args.work).resolve()
     shutil.rmtree(work, ignore_errors=True)
     shutil.copytree(source, work / "tasks" / source.name)
-    storage = FactoryStorage(data_root=str(work), cache_root=str(Path(args.cache).resolve()))
-    resources = {"storage": storage, "tracker": MlflowTracker(storage=storage), "base_model": BaseModel(storage=storage),
-                 "embedder": Embedder(), "scripts": TrainingScripts()}
     key = f"{source.name}.v1"
-    loaded = defs()
     started = time.perf_counter()
     with dg.instance_for_test() as instance:
         instance.add_dynamic_partitions("dataset_version", [key])
-        result = dg.materialize([*loaded.assets, *loaded.asset_checks], partition_key=key, resources=resources,
-                                instance=instance, run_config={"ops": {"lora_adapter": {"config": {"recipe": args.recipe}}}})
+        result = materialize_version(key, instance, factory_resources(str(work), str(Path(args.cache).resolve())),
+                                     recipe_config(args.recipe))
     total = time.perf_counter() - started
     version = work / "versions" / key
     stages = {}

@@ -39,14 +39,9 @@ def new_version(task: str) -> str:
 
 
 def run_version(key: str, recipe: str) -> bool:
-    from factory.definitions import defs
+    from factory.pipeline import materialize_version, recipe_config
 
-    job = defs().resolve_job_def("factory_pipeline")
-    result = job.execute_in_process(
-        partition_key=key, instance=instance(), raise_on_error=False,
-        run_config={"ops": {"lora_adapter": {"config": {"recipe": recipe}}}},
-    )
-    return result.success
+    return materialize_version(key, instance(), run_config=recipe_config(recipe), raise_on_error=False).success
 
 
 def print_summary(key: str, seconds: float) -> None:

@@ -96,18 +96,9 @@ def model_cache(tmp_path_factory) -> Path:
 
 @pytest.fixture
 def resources(data_root: Path, model_cache: Path) -> dict:
-    from factory.integrations.resources import BaseModel, Embedder, TrainingScripts
-    from factory.integrations.storage import FactoryStorage
-    from factory.integrations.tracking import MlflowTracker
+    from factory.defs.resources import factory_resources
 
-    storage = FactoryStorage(data_root=str(data_root), cache_root=str(model_cache))
-    return {
-        "storage": storage,
-        "tracker": MlflowTracker(storage=storage),
-        "base_model": BaseModel(storage=storage),
-        "embedder": Embedder(),
-        "scripts": TrainingScripts(),
-    }
+    return factory_resources(str(data_root), str(model_cache))
 
 
 @pytest.fixture

@@ -35,9 +35,9 @@ def test_quality_benchmark_on_tiny_data(tmp_path, recipe, model_cache):
         "--out", str(tmp_path / "results"), cwd=tmp_path)
     result = json.loads((tmp_path / "results" / "quality_pl4.json").read_text())
     assert result["train_rows"] == 12 and result["test_rows"] == 3 and result["machine"]["cores"] >= 1
-    assert {"tfidf_linear_svm", "tfidf_logreg", "minilm_logreg", "base_zero_shot_free", "base_zero_shot_grammar",
-            "base_few_shot_grammar", "finetuned_hf", "finetuned_gguf_q8_0", "finetuned_gguf_q8_0_grammar"} <= set(result["models"])
-    assert result["models"]["base_zero_shot_grammar"]["invalid_rate"] == 0.0  # the grammar makes invalid labels impossible
+    assert {"tfidf_linear_svm", "tfidf_logreg", "minilm_logreg", "base_zero_shot_free", "base_zero_shot_constrained",
+            "base_few_shot_constrained", "finetuned_hf", "finetuned_gguf_q8_0", "finetuned_gguf_q8_0_constrained"} <= set(result["models"])
+    assert result["models"]["base_zero_shot_constrained"]["invalid_rate"] == 0.0  # constrained decoding makes invalid labels impossible
     assert result["stage_seconds"]["lora_adapter"] > 0
 
 

@@ -9,7 +9,6 @@ import dagster as dg
 import pytest
 import yaml
 
-from factory.definitions import defs
 from factory.lib.files import read_jsonl
 
 # Enough steps at a high rate for 135M parameters to learn three labels.
@@ -25,21 +24,14 @@ def pipeline(tmp_path_factory, model_cache):
     make_tiny_task(root / "tasks")
     recipe = root / "tiny_recipe.yaml"
     recipe.write_text(yaml.safe_dump(TINY_RECIPE))
-    from factory.integrations.resources import BaseModel, Embedder, TrainingScripts
-    from factory.integrations.storage import FactoryStorage
-    from factory.integrations.tracking import MlflowTracker
+    from factory.defs.resources import factory_resources
+    from factory.pipeline import materialize_version, recipe_config
 
-    storage = FactoryStorage(data_root=str(root), cache_root=str(model_cache))
-    resources = {"storage": storage, "tracker": MlflowTracker(storage=storage), "base_model": BaseModel(storage=storage),
-                 "embedder": Embedder(), "scripts": TrainingScripts()}
-    loaded = defs()
+    resources = factory_resources(str(root), str(model_cache))
     with dg.instance_for_test() as instance:
         instance.add_dynamic_partitions("dataset_version", ["tiny.v1"])
-        result = dg.materialize(
-            [*loaded.assets, *loaded.asset_checks], partition_key="tiny.v1", resources=resources, instance=instance,
-            run_config={"ops": {"lora_adapter": {"config": {"recipe": str(recipe)}}}}, raise_on_error=False,
-        )
-        yield result, root / "versions" / "tiny.v1", storage
+        result = materialize_version("tiny.v1", instance, resources, recipe_config(str(recipe)), raise_on_error=False)
+        yield result, root / "versions" / "tiny.v1", resources["storage"]
 
 
 def test_every_stage_materialises_and_every_check_passes(pipeline):

@@ -7,17 +7,26 @@ from factory.integrations.storage import FactoryStorage
 from factory.integrations.tracking import MlflowTracker
 
 
+def factory_resources(data_root: str, cache_root: str = "", base_model: str = "smollm2-135m",
+                      embedder: str = "all-MiniLM-L6-v2", mlflow_uri: str = "") -> dict:
+    """The one place resources are bound; the CLI, tests and benchmarks call it with their own roots."""
+    storage = FactoryStorage(data_root=data_root, cache_root=cache_root)
+    return {
+        "storage": storage,
+        "tracker": MlflowTracker(storage=storage, tracking_uri=mlflow_uri),
+        "base_model": BaseModel(storage=storage, spec=base_model),
+        "embedder": Embedder(model=embedder),
+        "scripts": TrainingScripts(),
+    }
+
+
 @dg.definitions
 def resources() -> dg.Definitions:
     # Per-deployment values come from the environment (see .env.example); defaults run locally.
-    storage = FactoryStorage(data_root=os.environ.get("FACTORY_DATA_ROOT", "data"),
-                             cache_root=os.environ.get("FACTORY_CACHE_ROOT", ""))
-    return dg.Definitions(
-        resources={
-            "storage": storage,
-            "tracker": MlflowTracker(storage=storage, tracking_uri=os.environ.get("MLFLOW_TRACKING_URI", "")),
-            "base_model": BaseModel(storage=storage, spec=os.environ.get("FACTORY_BASE_MODEL", "smollm2-135m")),
-            "embedder": Embedder(model=os.environ.get("FACTORY_EMBEDDER", "all-MiniLM-L6-v2")),
-            "scripts": TrainingScripts(),
-        }
-    )
+    return dg.Definitions(resources=factory_resources(
+        data_root=os.environ.get("FACTORY_DATA_ROOT", "data"),
+        cache_root=os.environ.get("FACTORY_CACHE_ROOT", ""),
+        base_model=os.environ.get("FACTORY_BASE_MODEL", "smollm2-135m"),
+        embedder=os.environ.get("FACTORY_EMBEDDER", "all-MiniLM-L6-v2"),
+        mlflow_uri=os.environ.get("MLFLOW_TRACKING_URI", ""),
+    ))

@@ -25,7 +25,6 @@ class Contract(Protocol):
     def render(self, target: str) -> str: ...
     def parse_answer(self, text: str) -> str | None: ...
     def stratum(self, target: str) -> str: ...
-    def max_answer_chars(self) -> int: ...
     def metrics(self, targets: list[str], predictions: list[str | None]) -> dict[str, float]: ...
 
 
@@ -58,9 +57,6 @@ class ClassificationContract:
 
     def stratum(self, target: str) -> str:
         return target
-
-    def max_answer_chars(self) -> int:
-        return max(len(label) for label in self.labels)
 
     def metrics(self, targets: list[str], predictions: list[str | None]) -> dict[str, float]:
         scored = [p if p is not None else "<invalid>" for p in predictions]
@@ -103,9 +99,6 @@ class ExtractionContract:
 
     def stratum(self, target: str) -> str:
         return "all"
-
-    def max_answer_chars(self) -> int:
-        return 2048
 
     def metrics(self, targets: list[str], predictions: list[str | None]) -> dict[str, float]:
         fields = sorted(self.json_schema.get("properties", {}))

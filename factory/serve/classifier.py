@@ -1,23 +1,23 @@
-"""The factory's classify path: a GGUF through llama.cpp, decoding constrained to the contract.
+"""The factory's classify path: a GGUF through llama.cpp, decoding constrained to the label set.
 
-A GBNF grammar over the label set makes an invalid label impossible, the prompt is rendered
-with the GGUF's own template (as in the parity check), and llama.cpp keeps the shared prompt
-prefix (system prompt, template) in its KV cache between requests.
+The prompt is rendered with the GGUF's own template (as in the parity check) and llama.cpp
+keeps the longest shared prompt prefix (system prompt, template) in its KV cache between
+requests. Decoding walks a trie of the labels' token sequences: at each step the most likely
+token among those that continue some label is taken, which is exactly greedy decoding under a
+grammar of the labels, and it stops as soon as one label remains. Labels with distinct first
+tokens therefore cost one forward pass over the new part of the prompt and no decode step.
 """
 from __future__ import annotations
 
-import json
+import ctypes
 import os
 import time
 from dataclasses import dataclass
 
+import numpy as np
+
 from factory.lib.task import TaskSpec
 from factory.training.parity import gguf_prompt_ids
-
-
-def label_grammar(labels: list[str]) -> str:
-    """GBNF accepting exactly one label; llama.cpp grammars are the well-kept way to constrain decoding."""
-    return "root ::= " + " | ".join(json.dumps(label) for label in sorted(labels))
 
 
 @dataclass
@@ -29,21 +29,62 @@ class Classification:
 
 class GGUFClassifier:
     def __init__(self, gguf_path: str, task: TaskSpec, threads: int = 0, n_ctx: int = 2048, constrained: bool = True):
-        from llama_cpp import Llama, LlamaGrammar
+        from llama_cpp import Llama
 
         contract = task.build_contract()
         labels = getattr(contract, "labels", None)
-        if constrained and not labels:
-            raise ValueError(f"task {task.name}: constrained classification needs a classification contract")
+        if not labels:
+            raise ValueError(f"task {task.name}: the classify path needs a classification contract")
         threads = threads or (os.cpu_count() or 1)
-        self.task, self.contract = task, contract
+        self.task, self.contract, self.constrained = task, contract, constrained
         self.llm = Llama(model_path=gguf_path, n_ctx=n_ctx, n_threads=threads, n_threads_batch=threads, seed=0, verbose=False)
-        self.grammar = LlamaGrammar.from_string(label_grammar(list(labels)), verbose=False) if constrained else None
-        self.max_tokens = max(len(self.llm.tokenize(label.encode(), add_bos=False)) for label in labels) + 1 if labels else 512
+        eos = self.llm.token_eos()
+        self.sequences = {label: tuple(self.llm.tokenize(label.encode(), add_bos=False, special=False)) + (eos,)
+                          for label in sorted(labels)}
+        self.max_tokens = max(len(s) for s in self.sequences.values())
+
+    def _eval_prompt(self, ids: list[int]) -> None:
+        # Keep the cached prefix; at least the last prompt token is evaluated to get fresh logits.
+        cached = self.llm.input_ids[: self.llm.n_tokens]
+        keep = 0
+        for a, b in zip(cached, ids[:-1]):
+            if a != b:
+                break
+            keep += 1
+        self.llm.n_tokens = keep
+        self.llm.eval(ids[keep:])
+
+    def _next_logits(self) -> np.ndarray:
+        import llama_cpp
+
+        pointer = llama_cpp.llama_get_logits_ith(self.llm.ctx, -1)
+        return np.ctypeslib.as_array(ctypes.cast(pointer, ctypes.POINTER(ctypes.c_float)), shape=(self.llm.n_vocab(),))
+
+    def _constrained(self) -> str:
+        candidates = dict(self.sequences)
+        depth = 0
+        while len(candidates) > 1:
+            logits = self._next_logits()
+            allowed = {seq[depth] for seq in candidates.values() if len(seq) > depth}
+            best = max(allowed, key=lambda token: logits[token])
+            candidates = {label: seq for label, seq in candidates.items() if len(seq) > depth and seq[depth] == best}
+            if len(candidates) > 1:
+                self.llm.eval([best])
+            depth += 1
+        return next(iter(candidates))
+
+    def _free(self) -> str:
+        eos, tokens = self.llm.token_eos(), []
+        for _ in range(self.max_tokens):
+            token = int(np.argmax(self._next_logits()))
+            if token == eos:
+                break
+            tokens.append(token)
+            self.llm.eval([token])
+        return self.llm.detokenize(tokens).decode("utf-8", "replace")
 
     def classify(self, text: str) -> Classification:
         started = time.perf_counter()
-        prompt = gguf_prompt_ids(self.llm, self.task.messages(text))
-        out = self.llm.create_completion(prompt=prompt, max_tokens=self.max_tokens, temperature=0.0, grammar=self.grammar)
-        answer = out["choices"][0]["text"]
+        self._eval_prompt(gguf_prompt_ids(self.llm, self.task.messages(text)))
+        answer = self._constrained() if self.constrained else self._free()
         return Classification(self.contract.parse_answer(answer), answer, (time.perf_counter() - started) * 1000)

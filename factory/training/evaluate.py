@@ -36,6 +36,9 @@ class GGUFModel:
 
         self.llm = Llama(model_path=path, n_ctx=n_ctx, n_threads=threads, n_threads_batch=threads, seed=0, verbose=False)
 
+    def token_count(self, text: str) -> int:
+        return len(self.llm.tokenize(text.encode(), add_bos=False))
+
     def answer(self, messages: list[dict], max_tokens: int) -> str:
         out = self.llm.create_chat_completion(messages=messages, temperature=0.0, max_tokens=max_tokens)
         return out["choices"][0]["message"]["content"] or ""
@@ -55,6 +58,9 @@ class HFModel:
 
             model = PeftModel.from_pretrained(model, adapter_dir).merge_and_unload()
         self.model = model.eval()
+
+    def token_count(self, text: str) -> int:
+        return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
 
     def answer(self, messages: list[dict], max_tokens: int) -> str:
         inputs = self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_tensors="pt", return_dict=True)
@@ -76,7 +82,9 @@ def main(config: EvalConfig, log: Callable[[str], None] = print) -> dict:
     contract = task.build_contract()
     threads = config.threads or (os.cpu_count() or 1)
     model = load_model(config, threads)
-    max_tokens = min(contract.max_answer_chars() + 2, 512)
+    labels = getattr(contract, "labels", None)
+    # Room for the longest valid answer and its end-of-turn token, and no more: a rambling model stops early.
+    max_tokens = max(model.token_count(label) for label in labels) + 2 if labels else 512
     metrics: dict[str, dict] = {}
     with atomic_dir(config.output_dir) as scratch:
         for name, path in sorted(config.eval_files.items()):

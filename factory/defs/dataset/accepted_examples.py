@@ -16,8 +16,8 @@ from factory.lib.schemas import ExampleSchema, RejectedSchema, frame
 class GatesConfig(dg.Config):
     min_chars: int = Field(default=8, description="shorter inputs are trivial")
     max_chars: int = Field(default=4000, description="longer inputs are rejected")
-    semantic_duplicate_threshold: float = Field(default=0.95, description="cosine between rows of different families")
-    semantic_leakage_threshold: float = Field(default=0.92, description="cosine to any eval row")
+    semantic_duplicate_threshold: float = Field(default=0.97, description="cosine between rows of different families")
+    semantic_leakage_threshold: float = Field(default=0.97, description="cosine to any eval row")
     use_embeddings: bool = Field(default=True, description="run the semantic gates (MiniLM by default)")
 
 

@@ -1,4 +1,5 @@
 import dagster as dg
+from pydantic import Field
 
 from factory.defs.partitions import dataset_versions
 from factory.integrations.resources import BaseModel, TrainingScripts
@@ -10,9 +11,13 @@ from factory.training.evaluate import EvalConfig
 from factory.training.export_gguf import ExportConfig
 
 
+class BaselineConfig(dg.Config):
+    base_model_rows: int = Field(default=300, description="test rows the base model answers (0: all); it is slow and weak")
+
+
 @dg.asset(partitions_def=dataset_versions, deps=["dataset_splits", "eval_sets"], kinds={"sklearn", "llama.cpp"})
 def baseline_report(
-    context: dg.AssetExecutionContext, storage: FactoryStorage, base_model: BaseModel,
+    context: dg.AssetExecutionContext, config: BaselineConfig, storage: FactoryStorage, base_model: BaseModel,
     scripts: TrainingScripts, tracker: MlflowTracker,
 ) -> dg.MaterializeResult:
     """Scores to beat on the same eval rows: TF-IDF + logistic regression, and the base model zero-shot through llama.cpp."""
@@ -37,7 +42,7 @@ def baseline_report(
         gguf = folder / "base_gguf" / export["files"]["q8_0"]["file"]
     scored = scripts.run(context, "factory.training.evaluate", EvalConfig(
         model=str(gguf), task_dir=str(task.folder), eval_files={"test": str(eval_dir / "test.jsonl")},
-        output_dir=str(folder / "base_model")), storage.asset_dir(key, "_configs"))
+        limit=config.base_model_rows, output_dir=str(folder / "base_model")), storage.asset_dir(key, "_configs"))
     report["base_model"] = scored["sets"]
     write_json(folder / "report.json", report)
     with tracker.run(context, {"base_model": base_model.spec, "base_gguf": str(gguf)}) as run:
