@@ -138,7 +138,8 @@ def base_model_rows(task, train: list[dict], test: list[dict], llm_rows: int, sh
     return out
 
 
-def finetune_rows(data_root: Path, task_name: str, recipe: str, quantizations: list[str], hf_rows: int, llm_rows: int) -> dict:
+def finetune_rows(data_root: Path, task_name: str, recipe: str, quantizations: list[str], hf_rows: int, llm_rows: int,
+                  variants_per_seed: int) -> dict:
     """Run the factory graph for one version of the task and read its eval report."""
     import dagster as dg
 
@@ -151,7 +152,8 @@ def finetune_rows(data_root: Path, task_name: str, recipe: str, quantizations: l
     with dg.instance_for_test() as instance:
         instance.add_dynamic_partitions("dataset_version", [key])
         result = materialize_version(key, instance, factory_resources(str(data_root)), recipe_config(
-            recipe, gguf_model={"quantizations": quantizations}, eval_report={"hf_limit": hf_rows}))
+            recipe, gguf_model={"quantizations": quantizations}, eval_report={"hf_limit": hf_rows},
+            generated_examples={"variants_per_seed": variants_per_seed}))
         stage_seconds = {}
         for event in result.all_events:
             if event.is_step_success:
@@ -182,6 +184,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--train-rows", type=int, help="keep about this many training rows, stratified")
     parser.add_argument("--recipe", default="default")
     parser.add_argument("--quantizations", default="q8_0,q4_k_m")
+    parser.add_argument("--variants-per-seed", type=int, default=0,
+                        help="production-format variants per row; 0 by default: the augmenter makes emails, not chat messages")
     parser.add_argument("--llm-rows", type=int, default=400, help="test rows scored by language models with llama.cpp")
     parser.add_argument("--hf-rows", type=int, default=200, help="test rows scored with transformers before export")
     parser.add_argument("--shots", type=int, default=10)
@@ -215,9 +219,11 @@ def main(argv: list[str] | None = None) -> dict:
     if not args.skip_base:
         models.update(base_model_rows(task, train, test, args.llm_rows, args.shots, args.seed))
     payload = {"task": task_dir.name, "train_rows": len(train), "test_rows": len(test), "labels": len(contract.labels),
-               "llm_rows": args.llm_rows, "hf_rows": args.hf_rows, "recipe": args.recipe, "models": models}
+               "llm_rows": args.llm_rows, "hf_rows": args.hf_rows, "recipe": args.recipe,
+               "variants_per_seed": args.variants_per_seed, "models": models}
     if not args.skip_finetune:
-        tuned = finetune_rows(work, task_dir.name, args.recipe, args.quantizations.split(","), args.hf_rows, args.llm_rows)
+        tuned = finetune_rows(work, task_dir.name, args.recipe, args.quantizations.split(","), args.hf_rows, args.llm_rows,
+                              args.variants_per_seed)
         models.update(tuned.pop("models"))
         payload.update(tuned)
     payload["peak_rss_mib"] = peak_rss_mib()

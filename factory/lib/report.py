@@ -8,15 +8,19 @@ def headline(scores: dict) -> float:
 
 
 def release_gates(gguf_sets: dict, gates) -> dict[str, dict]:
-    test, golden = gguf_sets.get("test", {}), gguf_sets.get("golden", {})
-    invalid = max((s.get("invalid_rate", 0.0) for s in gguf_sets.values()), default=0.0)
-    checks = {
-        "min_test_macro_f1": (headline(test), gates.min_test_macro_f1, headline(test) >= gates.min_test_macro_f1),
-        "max_invalid_rate": (invalid, gates.max_invalid_rate, invalid <= gates.max_invalid_rate),
-        "golden_min_accuracy": (golden.get("accuracy", golden.get("exact_match", 0.0)), gates.golden_min_accuracy,
-                                golden.get("accuracy", golden.get("exact_match", 0.0)) >= gates.golden_min_accuracy),
+    """Each gate of the task's release_gates against the exported model's scores."""
+    golden = gguf_sets.get("golden", {})
+    values = {
+        "min_test_macro_f1": headline(gguf_sets.get("test", {})),
+        "max_invalid_rate": max((s.get("invalid_rate", 0.0) for s in gguf_sets.values()), default=0.0),
+        "golden_min_accuracy": golden.get("accuracy", golden.get("exact_match", 0.0)),
     }
-    return {name: {"value": v, "threshold": t, "passed": bool(ok)} for name, (v, t, ok) in checks.items()}
+    result = {}
+    for name, value in values.items():
+        threshold = getattr(gates, name)
+        passed = value <= threshold if name.startswith("max_") else value >= threshold
+        result[name] = {"value": value, "threshold": threshold, "passed": passed}
+    return result
 
 
 def comparison_rows(models: dict[str, dict], set_name: str = "test", order: list[str] | None = None) -> list[dict]:
