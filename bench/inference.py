@@ -79,6 +79,7 @@ def main(argv: list[str] | None = None) -> dict:
     args = parser.parse_args(argv)
 
     from factory.lib.examples import load_examples
+    from factory.lib.files import sample_rows
     from factory.lib.task import load_task
 
     version = Path(args.version_dir).resolve()
@@ -86,10 +87,10 @@ def main(argv: list[str] | None = None) -> dict:
     task_dir = Path(args.task_dir) if args.task_dir else version.parents[1] / "tasks" / task_name
     task = load_task(task_dir)
     contract = task.build_contract()
-    rows = load_examples(task.path("test"), contract, "test")[: args.rows]
+    rows = sample_rows(load_examples(task.path("test"), contract, "test"), args.rows)
     texts = [r["text"] for r in rows]
     gguf_summary = json.loads((version / "gguf_model" / "summary.json").read_text())
-    gguf = str(version / "gguf_model" / next(iter(gguf_summary["files"].values()))["file"])
+    gguf = str(version / "gguf_model" / gguf_summary["files"][gguf_summary["primary"]]["file"])
     spec = {"task_dir": str(task_dir), "gguf": gguf, "hf_model": gguf_summary["base_model_dir"],
             "adapter": str(version / "lora_adapter" / "adapter")}
     results = {}

@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from common import peak_rss_mib, write_result  # noqa: E402
 
 from factory.lib.examples import load_examples  # noqa: E402
-from factory.lib.files import write_jsonl  # noqa: E402
+from factory.lib.files import sample_rows, write_jsonl  # noqa: E402
 from factory.lib.importer import ImportOptions, import_task  # noqa: E402
 from factory.lib.task import load_task  # noqa: E402
 
@@ -94,7 +94,7 @@ def classical_baselines(train: list[dict], test: list[dict], contract, latency_r
         model = fit()
         fit_seconds = time.perf_counter() - started
         predicted = list(model.predict([r["text"] for r in test]))
-        _, latencies = timed_predictions(lambda t: model.predict([t])[0], [r["text"] for r in test[:latency_rows]])
+        _, latencies = timed_predictions(lambda t: model.predict([t])[0], [r["text"] for r in sample_rows(test, latency_rows)])
         results[name] = {**contract.metrics(gold, predicted), **latency_fields(latencies), "train_seconds": fit_seconds}
 
     started = time.perf_counter()
@@ -106,7 +106,7 @@ def classical_baselines(train: list[dict], test: list[dict], contract, latency_r
 
     encoder = SentenceTransformer(embedder._path(), device="cpu")
     _, latencies = timed_predictions(
-        lambda t: logreg.predict(encoder.encode([t], normalize_embeddings=True))[0], [r["text"] for r in test[:latency_rows]])
+        lambda t: logreg.predict(encoder.encode([t], normalize_embeddings=True))[0], [r["text"] for r in sample_rows(test, latency_rows)])
     results["minilm_logreg"] = {**contract.metrics(gold, predicted), **latency_fields(latencies), "train_seconds": fit_seconds}
     return results
 
@@ -126,7 +126,7 @@ def base_model_rows(task, train: list[dict], test: list[dict], llm_rows: int, sh
     few_prompt = prompt + "\n\nExamples:\n" + "\n".join(f"{e['text']!r} -> {e['target']}" for e in examples)
     few = task.model_copy(update={"system_prompt": few_prompt})
     gguf = str(source_gguf("smollm2-135m"))
-    rows = test[:llm_rows]
+    rows = sample_rows(test, llm_rows)
     out = {}
     for name, spec, constrained in (("base_zero_shot_free", zero, False), ("base_zero_shot_constrained", zero, True),
                                     ("base_few_shot_constrained", few, True)):
@@ -139,7 +139,7 @@ def base_model_rows(task, train: list[dict], test: list[dict], llm_rows: int, sh
 
 
 def finetune_rows(data_root: Path, task_name: str, recipe: str, quantizations: list[str], hf_rows: int, llm_rows: int,
-                  variants_per_seed: int) -> dict:
+                  variants_per_seed: int, reuse: bool) -> dict:
     """Run the factory graph for one version of the task and read its eval report."""
     import dagster as dg
 
@@ -148,24 +148,33 @@ def finetune_rows(data_root: Path, task_name: str, recipe: str, quantizations: l
     from factory.serve.classifier import GGUFClassifier
 
     key = f"{task_name}.v1"
-    started = time.perf_counter()
-    with dg.instance_for_test() as instance:
-        instance.add_dynamic_partitions("dataset_version", [key])
-        result = materialize_version(key, instance, factory_resources(str(data_root)), recipe_config(
-            recipe, gguf_model={"quantizations": quantizations}, eval_report={"hf_limit": hf_rows},
-            generated_examples={"variants_per_seed": variants_per_seed}))
-        stage_seconds = {}
-        for event in result.all_events:
-            if event.is_step_success:
-                stage_seconds[event.step_key] = event.event_specific_data.duration_ms / 1000
     version = data_root / "versions" / key
+    started = time.perf_counter()
+    stage_seconds = {}
+    if not (reuse and (version / "eval_report" / "report.json").exists()):
+        with dg.instance_for_test() as instance:
+            instance.add_dynamic_partitions("dataset_version", [key])
+            result = materialize_version(key, instance, factory_resources(str(data_root)), recipe_config(
+                recipe, gguf_model={"quantizations": quantizations}, eval_report={"hf_limit": hf_rows},
+                generated_examples={"variants_per_seed": variants_per_seed}))
+        stage_seconds = {e.step_key: e.event_specific_data.duration_ms / 1000 for e in result.all_events if e.is_step_success}
     report = json.loads((version / "eval_report" / "report.json").read_text())
     adapter = json.loads((version / "lora_adapter" / "summary.json").read_text())
     out = {name: sets["test"] for name, sets in report["models"].items() if "test" in sets and name.startswith("finetuned")}
+    if reuse:  # score the kept adapter again with this commit's evaluation (sampling, metrics)
+        from factory.training.evaluate import EvalConfig
+        from factory.training.evaluate import main as evaluate
+
+        gguf_summary = json.loads((version / "gguf_model" / "summary.json").read_text())
+        scored = evaluate(EvalConfig(model=gguf_summary["base_model_dir"], adapter_dir=str(version / "lora_adapter" / "adapter"),
+                                     task_dir=str(data_root / "tasks" / task_name), limit=hf_rows,
+                                     eval_files={"test": str(version / "eval_sets" / "test.jsonl")},
+                                     output_dir=str(version / "bench_finetuned_hf")))
+        out["finetuned_hf"] = scored["sets"]["test"]
     for name in out:
         out[name]["train_seconds"] = adapter["train_seconds"]
     task = load_task(data_root / "tasks" / task_name)
-    test = load_examples(task.path("test"), task.build_contract(), "test")[:llm_rows]
+    test = sample_rows(load_examples(task.path("test"), task.build_contract(), "test"), llm_rows)
     for kind in quantizations:
         classifier = GGUFClassifier(str(version / "gguf_model" / f"model-{kind}.gguf"), task)
         results = [classifier.classify(r["text"]) for r in test]
@@ -191,6 +200,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--shots", type=int, default=10)
     parser.add_argument("--latency-rows", type=int, default=200)
     parser.add_argument("--skip-finetune", action="store_true")
+    parser.add_argument("--reuse", action="store_true", help="keep an already trained version; only score it again")
     parser.add_argument("--skip-base", action="store_true")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--name", default=None, help="result file name (default from the regime)")
@@ -206,7 +216,8 @@ def main(argv: list[str] | None = None) -> dict:
     regime = f"pl{args.train_per_label}" if args.train_per_label else (f"r{args.train_rows}" if args.train_rows else "all")
     task_dir = subsample(full, tasks / f"bench_{regime}", args.train_per_label, args.train_rows, args.seed) \
         if regime != "all" else full
-    shutil.rmtree(work / "versions" / f"{task_dir.name}.v1", ignore_errors=True)
+    if not args.reuse:
+        shutil.rmtree(work / "versions" / f"{task_dir.name}.v1", ignore_errors=True)
     task = load_task(task_dir)
     contract = task.build_contract()
     train = load_examples(task.path("seeds"), contract, "seed")
@@ -223,8 +234,13 @@ def main(argv: list[str] | None = None) -> dict:
                "variants_per_seed": args.variants_per_seed, "models": models}
     if not args.skip_finetune:
         tuned = finetune_rows(work, task_dir.name, args.recipe, args.quantizations.split(","), args.hf_rows, args.llm_rows,
-                              args.variants_per_seed)
+                              args.variants_per_seed, args.reuse)
         models.update(tuned.pop("models"))
+        previous = Path(args.out or "bench/results") / f"{args.name or 'quality_' + regime}.json"
+        if not tuned["stage_seconds"] and previous.exists():  # --reuse: the training run's timings stand
+            old = json.loads(previous.read_text())
+            tuned.update(stage_seconds=old.get("stage_seconds"), graph_seconds=old.get("graph_seconds"),
+                         trained_at_commit=old.get("trained_at_commit", old.get("commit")))
         payload.update(tuned)
     payload["peak_rss_mib"] = peak_rss_mib()
     write_result(args.name or f"quality_{regime}", payload, args.out)

@@ -5,6 +5,7 @@ import contextlib
 import hashlib
 import json
 import os
+import random
 import resource
 import shutil
 import uuid
@@ -100,3 +101,11 @@ def sha256_rows(rows: Iterable[dict], fields: tuple[str, ...] = ("id", "text", "
 def peak_rss_mib() -> float:
     """Peak resident memory of the calling process, for the summaries scripts write."""
     return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+
+
+def sample_rows(rows: list[dict], limit: int, seed: int = 0) -> list[dict]:
+    """Up to `limit` rows drawn with a seed, in their original order (files are often sorted by label)."""
+    if not limit or limit >= len(rows):
+        return rows
+    keep = set(random.Random(seed).sample(range(len(rows)), limit))
+    return [row for i, row in enumerate(rows) if i in keep]

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from factory.lib.files import atomic_dir, peak_rss_mib, read_jsonl, write_json, write_jsonl
+from factory.lib.files import atomic_dir, peak_rss_mib, read_jsonl, sample_rows, write_json, write_jsonl
 from factory.lib.task import load_task
 
 
@@ -25,7 +25,7 @@ class EvalConfig:
     eval_files: dict[str, str] = field(metadata={"help": "eval set name -> JSONL with id, text, target"})
     output_dir: str = field(metadata={"help": "written atomically: predictions-<set>.jsonl, summary.json"})
     adapter_dir: str | None = field(default=None, metadata={"help": "HF only: LoRA adapter applied on top of model"})
-    limit: int = field(default=0, metadata={"help": "score only the first N rows of each set (0: all)"})
+    limit: int = field(default=0, metadata={"help": "score N rows of each set drawn with a fixed seed (0: all)"})
     threads: int = field(default=0, metadata={"help": "CPU threads (0: all cores)"})
     n_ctx: int = field(default=2048, metadata={"help": "llama.cpp context window"})
 
@@ -89,7 +89,7 @@ def main(config: EvalConfig, log: Callable[[str], None] = print) -> dict:
     with atomic_dir(config.output_dir) as scratch:
         for name, path in sorted(config.eval_files.items()):
             rows = read_jsonl(path)
-            rows = rows[: config.limit] if config.limit else rows
+            rows = sample_rows(rows, config.limit)
             if not rows:
                 continue
             predictions, latencies = [], []

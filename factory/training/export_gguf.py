@@ -92,7 +92,8 @@ def main(config: ExportConfig, log: Callable[[str], None] = print) -> dict:
         if "f16" not in config.quantizations:
             f16.unlink()
         shutil.rmtree(merged)
-        summary = {"files": files, "adapter_dir": config.adapter_dir, "base_model_dir": config.base_model_dir,
+        summary = {"files": files, "primary": config.quantizations[0], "adapter_dir": config.adapter_dir,
+                   "base_model_dir": config.base_model_dir,
                    "peak_rss_mib": peak_rss_mib()}
         write_json(scratch / "summary.json", summary)
     return summary

@@ -29,7 +29,8 @@ def eval_report(
     eval_dir = storage.asset_dir(key, "eval_sets")
     configs = storage.asset_dir(key, "_configs")
     gguf_summary = json.loads((storage.asset_dir(key, "gguf_model") / "summary.json").read_text())
-    kind, info = next(iter(gguf_summary["files"].items()))
+    kind = gguf_summary["primary"]
+    info = gguf_summary["files"][kind]
     files = {p.stem: str(p) for p in sorted(eval_dir.glob("*.jsonl"))}
     gguf = scripts.run(context, "factory.training.evaluate", EvalConfig(
         model=str(storage.asset_dir(key, "gguf_model") / info["file"]), task_dir=str(task.folder),

@@ -1,3 +1,5 @@
+import json
+
 import dagster as dg
 from pydantic import Field
 
@@ -45,7 +47,8 @@ def gguf_prompt_parity(context: dg.AssetCheckExecutionContext, storage: FactoryS
     key = context.partition_key
     task = storage.task_for(key)
     folder = storage.asset_dir(key, "gguf_model")
-    gguf = sorted(folder.glob("model-*.gguf"))[0]
+    summary = json.loads((folder / "summary.json").read_text())
+    gguf = folder / summary["files"][summary["primary"]]["file"]
     rows = read_jsonl(storage.asset_dir(key, "eval_sets") / "dev.jsonl")[:8]
     problems = template_parity(str(gguf), str(storage.asset_dir(key, "lora_adapter") / "adapter"),
                                [task.messages(r["text"]) for r in rows])
