@@ -1,0 +1,61 @@
+"""Render bench/results/*.json as the Markdown tables of BENCHMARKS.md.
+
+    .venv/bin/python bench/tables.py
+"""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def fmt(value, digits=3) -> str:
+    if value is None:
+        return ""
+    return f"{value:.{digits}f}" if isinstance(value, float) else str(value)
+
+
+def quality(result: dict) -> str:
+    lines = [f"**{result['task']}**: {result['train_rows']} training rows, {result['test_rows']} test rows, "
+             f"{result['labels']} labels; commit {result['commit']}, {result['date']}.", "",
+             "| model | rows scored | accuracy | macro-F1 | invalid | p50 ms | p95 ms | training s |", "|---|---|---|---|---|---|---|---|"]
+    for name, m in result["models"].items():
+        lines.append(f"| {name} | {m.get('rows', result['test_rows'])} | {fmt(m['accuracy'])} | {fmt(m['macro_f1'])} | "
+                     f"{fmt(m['invalid_rate'])} | {fmt(m.get('latency_p50_ms'), 1)} | {fmt(m.get('latency_p95_ms'), 1)} | "
+                     f"{fmt(m.get('train_seconds'), 0)} |")
+    return "\n".join(lines)
+
+
+def inference(result: dict) -> str:
+    lines = [f"**{result['task']}**, {result['rows']} test messages, `{Path(result['gguf']).name}`; commit {result['commit']}, "
+             f"{result['date']}.", "", "| path @ concurrency | requests/s | p50 ms | p95 ms | accuracy | invalid |",
+             "|---|---|---|---|---|---|"]
+    for name, m in result["results"].items():
+        lines.append(f"| {name} | {fmt(m['requests_per_second'], 1)} | {fmt(m['latency_p50_ms'], 1)} | "
+                     f"{fmt(m['latency_p95_ms'], 1)} | {fmt(m['accuracy'])} | {fmt(m['invalid_rate'])} |")
+    lines += ["", "Ratios: " + ", ".join(f"{k} = {v:.2f}" for k, v in result["ratios"].items())]
+    return "\n".join(lines)
+
+
+def run_cost(result: dict) -> str:
+    lines = [f"**{result['task']}**, recipe `{result['recipe']}`: {result['total_seconds']:.0f} s in all; commit "
+             f"{result['commit']}, {result['date']}.", "", "| stage | seconds | script peak RSS MiB |", "|---|---|---|"]
+    for name, s in result["stages"].items():
+        lines.append(f"| {name} | {s['seconds']:.1f} | {fmt(s['script_peak_rss_mib'], 0)} |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    for path in sorted(RESULTS.glob("*.json")):
+        result = json.loads(path.read_text())
+        renderers = {"quality": quality, "inference": inference, "run_cost": run_cost}
+        render = next(fn for prefix, fn in renderers.items() if result["benchmark"].startswith(prefix))
+        m = result["machine"]
+        print(f"### {path.stem}\n\nMachine: {m['cores']} cores, {m['memory_gib']} GiB, {m['cpu']}, Python {m['python']}.\n")
+        print(render(result) + "\n")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
