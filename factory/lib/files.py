@@ -99,7 +99,15 @@ def sha256_rows(rows: Iterable[dict], fields: tuple[str, ...] = ("id", "text", "
 
 
 def peak_rss_mib() -> float:
-    """Peak resident memory of the calling process, for the summaries scripts write."""
+    """Peak resident memory of the calling process, for the summaries scripts write.
+
+    VmHWM restarts at exec; ru_maxrss would carry over the forking parent's peak on Linux.
+    """
+    status = Path("/proc/self/status")
+    if status.exists():
+        for line in status.read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return round(int(line.split()[1]) / 1024, 1)
     return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
 
 
