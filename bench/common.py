@@ -5,7 +5,6 @@ import datetime as dt
 import json
 import os
 import platform
-import resource
 import subprocess
 from pathlib import Path
 
@@ -26,13 +25,6 @@ def commit() -> str:
         return rev + ("+dirty" if dirty else "")
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
-
-
-def peak_rss_mib() -> float:
-    """Peak resident memory of this process and of its finished children."""
-    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    return round(max(own, children) / 1024, 1)
 
 
 def write_result(name: str, payload: dict, out_dir: str | Path | None = None) -> Path:

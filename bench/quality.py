@@ -22,10 +22,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from common import peak_rss_mib, write_result  # noqa: E402
+from common import write_result  # noqa: E402
 
 from factory.lib.examples import load_examples  # noqa: E402
-from factory.lib.files import sample_rows, write_jsonl  # noqa: E402
+from factory.lib.files import peak_rss_mib, sample_rows, write_jsonl  # noqa: E402
 from factory.lib.importer import ImportOptions, import_task  # noqa: E402
 from factory.lib.task import load_task  # noqa: E402
 

@@ -17,7 +17,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from common import peak_rss_mib, write_result  # noqa: E402
+from common import write_result  # noqa: E402
+
+from factory.lib.files import peak_rss_mib  # noqa: E402
 
 SCRIPT_SUMMARIES = {"lora_adapter": ["lora_adapter/summary.json"], "gguf_model": ["gguf_model/summary.json"],
                     "baseline_report": ["baseline_report/base_model/summary.json"],

@@ -48,3 +48,10 @@ def test_run_cost_benchmark_on_the_tiny_task(tmp_path, recipe, model_cache):
     result = json.loads((tmp_path / "results" / "run_cost_tiny.json").read_text())
     assert set(result["stages"]) >= {"seed_examples", "lora_adapter", "gguf_model", "eval_report"}
     assert result["stages"]["lora_adapter"]["script_peak_rss_mib"] > 100
+
+
+def test_tables_render_every_committed_result(tmp_path):
+    out = subprocess.run([sys.executable, str(BENCH / "tables.py")], check=True, capture_output=True, text=True).stdout
+    for path in (BENCH / "results").glob("*.json"):
+        assert f"### {path.stem}" in out
+    assert "| model | rows scored | accuracy |" in out and "| path @ concurrency |" in out
