@@ -89,8 +89,10 @@ def main(argv: list[str] | None = None) -> dict:
     contract = task.build_contract()
     rows = sample_rows(load_examples(task.path("test"), contract, "test"), args.rows)
     texts = [r["text"] for r in rows]
+    from factory.training.export_gguf import primary_gguf
+
     gguf_summary = json.loads((version / "gguf_model" / "summary.json").read_text())
-    gguf = str(version / "gguf_model" / gguf_summary["files"][gguf_summary["primary"]]["file"])
+    gguf = str(primary_gguf(version / "gguf_model")[2])
     spec = {"task_dir": str(task_dir), "gguf": gguf, "hf_model": gguf_summary["base_model_dir"],
             "adapter": str(version / "lora_adapter" / "adapter")}
     results = {}

@@ -9,6 +9,7 @@ installed into its own folder (see the Makefile) and run as a separate process.
 from __future__ import annotations
 
 import ctypes
+import json
 import os
 import shutil
 import subprocess
@@ -32,6 +33,14 @@ class ExportConfig:
     quantizations: list[str] = field(default_factory=lambda: ["q8_0"], metadata={"help": f"any of f16, {', '.join(QUANT_TYPES)}"})
     converter: str = field(default="", metadata={"help": "path of convert_hf_to_gguf.py; env FACTORY_GGUF_CONVERTER or the Makefile's install"})
     threads: int = field(default=0, metadata={"help": "quantization threads (0: all cores)"})
+
+
+def primary_gguf(output_dir: str | Path) -> tuple[str, dict, Path]:
+    """(quantization, its summary entry, its path) of the first requested quantization of an export."""
+    output_dir = Path(output_dir)
+    summary = json.loads((output_dir / "summary.json").read_text())
+    kind = summary["primary"]
+    return kind, summary["files"][kind], output_dir / summary["files"][kind]["file"]
 
 
 def converter_path(configured: str = "") -> Path:

@@ -35,8 +35,9 @@ def accepted_examples(
     gate_config = GateConfig(**config.model_dump(exclude={"use_embeddings"}))
     embeddings = eval_embeddings = None
     if config.use_embeddings:
-        embeddings = embedder.encode([str(row.get("text", "")) for row in candidates])
-        eval_embeddings = embedder.encode(eval_texts)
+        # One call, so the model loads once.
+        both = embedder.encode([str(row.get("text", "")) for row in candidates] + eval_texts)
+        embeddings, eval_embeddings = both[: len(candidates)], both[len(candidates):]
     accepted, rejected = apply_gates(candidates, task.build_contract(), eval_texts, task.system_prompt,
                                      gate_config, embeddings, eval_embeddings)
     folder = storage.asset_dir(key, "accepted_examples")

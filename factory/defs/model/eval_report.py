@@ -10,6 +10,7 @@ from factory.integrations.tracking import MlflowTracker
 from factory.lib.files import write_json
 from factory.lib.report import comparison_rows, headline, markdown_table, release_gates
 from factory.training.evaluate import EvalConfig
+from factory.training.export_gguf import primary_gguf
 
 
 class EvalReportConfig(dg.Config):
@@ -28,12 +29,10 @@ def eval_report(
     folder = storage.asset_dir(key, "eval_report")
     eval_dir = storage.asset_dir(key, "eval_sets")
     configs = storage.asset_dir(key, "_configs")
-    gguf_summary = json.loads((storage.asset_dir(key, "gguf_model") / "summary.json").read_text())
-    kind = gguf_summary["primary"]
-    info = gguf_summary["files"][kind]
+    kind, info, gguf_path = primary_gguf(storage.asset_dir(key, "gguf_model"))
     files = {p.stem: str(p) for p in sorted(eval_dir.glob("*.jsonl"))}
     gguf = scripts.run(context, "factory.training.evaluate", EvalConfig(
-        model=str(storage.asset_dir(key, "gguf_model") / info["file"]), task_dir=str(task.folder),
+        model=str(gguf_path), task_dir=str(task.folder),
         eval_files=files, output_dir=str(folder / "gguf")), configs)
     hf = scripts.run(context, "factory.training.evaluate", EvalConfig(
         model=str(base_model.hf_dir()), adapter_dir=str(storage.asset_dir(key, "lora_adapter") / "adapter"),

@@ -1,5 +1,3 @@
-import json
-
 import dagster as dg
 from pydantic import Field
 
@@ -8,7 +6,7 @@ from factory.integrations.resources import BaseModel, TrainingScripts
 from factory.integrations.storage import FactoryStorage
 from factory.integrations.tracking import MlflowTracker
 from factory.lib.files import read_jsonl
-from factory.training.export_gguf import ExportConfig
+from factory.training.export_gguf import ExportConfig, primary_gguf
 from factory.training.parity import template_parity
 
 
@@ -47,8 +45,7 @@ def gguf_prompt_parity(context: dg.AssetCheckExecutionContext, storage: FactoryS
     key = context.partition_key
     task = storage.task_for(key)
     folder = storage.asset_dir(key, "gguf_model")
-    summary = json.loads((folder / "summary.json").read_text())
-    gguf = folder / summary["files"][summary["primary"]]["file"]
+    _, _, gguf = primary_gguf(folder)
     rows = read_jsonl(storage.asset_dir(key, "eval_sets") / "dev.jsonl")[:8]
     problems = template_parity(str(gguf), str(storage.asset_dir(key, "lora_adapter") / "adapter"),
                                [task.messages(r["text"]) for r in rows])
