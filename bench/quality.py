@@ -139,7 +139,7 @@ def base_model_rows(task, train: list[dict], test: list[dict], llm_rows: int, sh
 
 
 def finetune_rows(data_root: Path, task_name: str, recipe: str, quantizations: list[str], hf_rows: int, llm_rows: int,
-                  variants_per_seed: int, reuse: bool) -> dict:
+                  report_rows: int, variants_per_seed: int, reuse: bool) -> dict:
     """Run the factory graph for one version of the task and read its eval report."""
     import dagster as dg
 
@@ -155,7 +155,7 @@ def finetune_rows(data_root: Path, task_name: str, recipe: str, quantizations: l
         with dg.instance_for_test() as instance:
             instance.add_dynamic_partitions("dataset_version", [key])
             result = materialize_version(key, instance, factory_resources(str(data_root)), recipe_config(
-                recipe, gguf_model={"quantizations": quantizations}, eval_report={"hf_limit": hf_rows},
+                recipe, gguf_model={"quantizations": quantizations}, eval_report={"hf_limit": hf_rows, "gguf_limit": report_rows},
                 generated_examples={"variants_per_seed": variants_per_seed}))
         stage_seconds = {e.step_key: e.event_specific_data.duration_ms / 1000 for e in result.all_events if e.is_step_success}
     report = json.loads((version / "eval_report" / "report.json").read_text())
@@ -197,6 +197,8 @@ def main(argv: list[str] | None = None) -> dict:
                         help="production-format variants per row; 0 by default: the augmenter makes emails, not chat messages")
     parser.add_argument("--llm-rows", type=int, default=400, help="test rows scored by language models with llama.cpp")
     parser.add_argument("--hf-rows", type=int, default=200, help="test rows scored with transformers before export")
+    parser.add_argument("--report-rows", type=int, default=0,
+                        help="rows of each eval set the graph's eval_report scores with free generation (0: all)")
     parser.add_argument("--shots", type=int, default=10)
     parser.add_argument("--latency-rows", type=int, default=200)
     parser.add_argument("--skip-finetune", action="store_true")
@@ -230,11 +232,11 @@ def main(argv: list[str] | None = None) -> dict:
     if not args.skip_base:
         models.update(base_model_rows(task, train, test, args.llm_rows, args.shots, args.seed))
     payload = {"task": task_dir.name, "train_rows": len(train), "test_rows": len(test), "labels": len(contract.labels),
-               "llm_rows": args.llm_rows, "hf_rows": args.hf_rows, "recipe": args.recipe,
+               "llm_rows": args.llm_rows, "hf_rows": args.hf_rows, "report_rows": args.report_rows, "recipe": args.recipe,
                "variants_per_seed": args.variants_per_seed, "models": models}
     if not args.skip_finetune:
         tuned = finetune_rows(work, task_dir.name, args.recipe, args.quantizations.split(","), args.hf_rows, args.llm_rows,
-                              args.variants_per_seed, args.reuse)
+                              args.report_rows, args.variants_per_seed, args.reuse)
         models.update(tuned.pop("models"))
         previous = Path(args.out or "bench/results") / f"{args.name or 'quality_' + regime}.json"
         if not tuned["stage_seconds"] and previous.exists():  # --reuse: the training run's timings stand

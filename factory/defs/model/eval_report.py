@@ -15,6 +15,7 @@ from factory.training.export_gguf import primary_gguf
 
 class EvalReportConfig(dg.Config):
     hf_limit: int = Field(default=0, description="rows of test scored with transformers before export (0: all)")
+    gguf_limit: int = Field(default=0, description="rows of each eval set scored with the exported GGUF (0: all)")
 
 
 @dg.asset(partitions_def=dataset_versions, deps=["gguf_model", "lora_adapter", "baseline_report", "eval_sets"],
@@ -32,8 +33,7 @@ def eval_report(
     kind, info, gguf_path = primary_gguf(storage.asset_dir(key, "gguf_model"))
     files = {p.stem: str(p) for p in sorted(eval_dir.glob("*.jsonl"))}
     gguf = scripts.run(context, "factory.training.evaluate", EvalConfig(
-        model=str(gguf_path), task_dir=str(task.folder),
-        eval_files=files, output_dir=str(folder / "gguf")), configs)
+        model=str(gguf_path), task_dir=str(task.folder), eval_files=files, limit=config.gguf_limit, output_dir=str(folder / "gguf")), configs)
     hf = scripts.run(context, "factory.training.evaluate", EvalConfig(
         model=str(base_model.hf_dir()), adapter_dir=str(storage.asset_dir(key, "lora_adapter") / "adapter"),
         task_dir=str(task.folder), eval_files={"test": files["test"]}, limit=config.hf_limit,
