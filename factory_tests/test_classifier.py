@@ -51,3 +51,48 @@ def test_answers_do_not_depend_on_the_previous_request(classifiers):
     first = [constrained.classify(t).label for t in TEXTS]
     second = [constrained.classify(t).label for t in reversed(TEXTS)]
     assert first == list(reversed(second))
+
+
+SHARED_PREFIX_LABELS = {"card_arrival": "card not arrived", "card_linking": "link a card", "card_not_working": "card broken",
+                        "cash_withdrawal_charge": "fee on withdrawal", "cash_withdrawal_not_recognised": "unknown withdrawal",
+                        "change_pin": "new PIN"}
+
+
+@pytest.fixture(scope="module")
+def shared_prefix_classifier(classifiers):
+    task, _, _ = classifiers
+    labels = ", ".join(SHARED_PREFIX_LABELS)
+    task = task.model_copy(update={"contract": task.contract.model_copy(update={"labels": SHARED_PREFIX_LABELS}),
+                                   "system_prompt": f"Classify the banking message. Answer with one of: {labels}."})
+    return task, GGUFClassifier(str(packaged_gguf("smollm2-135m")), task)
+
+
+def greedy_over_label_tokens(llm, prompt_ids: list[int], sequences: dict[str, tuple]) -> str:
+    """The oracle: from an empty cache, evaluate the prompt and the chosen tokens again at every step."""
+    chosen: list[int] = []
+    while True:
+        candidates = {label: s for label, s in sequences.items() if s[:len(chosen)] == tuple(chosen)}
+        if len(candidates) == 1:
+            return next(iter(candidates))
+        llm.reset()
+        llm.eval(prompt_ids + chosen)
+        logits = llm.scores[llm.n_tokens - 1]
+        chosen.append(max({s[len(chosen)] for s in candidates.values()}, key=lambda token: logits[token]))
+
+
+def test_labels_sharing_tokens_decode_greedily_and_batch_the_shared_tokens(shared_prefix_classifier):
+    task, classifier = shared_prefix_classifier
+    llm, batches = classifier.llm, []
+    evaluate = llm.eval
+    llm.eval = lambda tokens: (batches.append(len(tokens)), evaluate(tokens))  # record the batch sizes
+    texts = TEXTS + ["My new card still has not come in the post.", "An ATM charged me a fee for taking out cash.",
+                     "How do I set a different PIN?"]
+    try:
+        ours = [classifier.classify(text).label for text in texts]
+    finally:
+        del llm.eval
+    expected = [greedy_over_label_tokens(llm, classifier.prompt.ids(task.messages(t)), classifier.sequences) for t in texts]
+    assert ours == expected
+    assert len(set(ours)) >= 3
+    # `card` + `_`, `cash` + `_` + `with` + `drawal` + `_` need one forward pass each, not one per token.
+    assert sum(1 for n in batches if n > 6) == len(texts) and any(1 < n <= 6 for n in batches)

@@ -3,9 +3,12 @@
 The prompt is rendered with the GGUF's own template (as in the parity check) and llama.cpp
 keeps the longest shared prompt prefix (system prompt, template) in its KV cache between
 requests. Decoding walks a trie of the labels' token sequences: at each step the most likely
-token among those that continue some label is taken, which is exactly greedy decoding under a
-grammar of the labels, and it stops as soon as one label remains. Labels with distinct first
-tokens therefore cost one forward pass over the new part of the prompt and no decode step.
+token among those that continue some label is taken, which is greedy decoding restricted to the
+labels as the fine-tune saw them tokenized (a llama.cpp grammar over characters also admits other
+splits of a label into tokens), and it stops as soon as one label remains. Tokens that every remaining
+label shares (the `_` after `card` in `card_arrival`, `card_linking`) need no choice, so they are
+evaluated in one batch with the chosen token: a forward pass is spent only where labels branch.
+Labels with distinct first tokens cost one forward pass over the new part of the prompt.
 """
 from __future__ import annotations
 
@@ -17,7 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from factory.lib.task import TaskSpec
-from factory.training.parity import gguf_prompt_ids
+from factory.training.parity import GGUFPrompt
 
 
 @dataclass
@@ -42,6 +45,7 @@ class GGUFClassifier:
         self.sequences = {label: tuple(self.llm.tokenize(label.encode(), add_bos=False, special=False)) + (eos,)
                           for label in sorted(labels)}
         self.max_tokens = max(len(s) for s in self.sequences.values())
+        self.prompt = GGUFPrompt(self.llm)
 
     def _eval_prompt(self, ids: list[int]) -> None:
         # Keep the cached prefix; at least the last prompt token is evaluated to get fresh logits.
@@ -68,9 +72,11 @@ class GGUFClassifier:
             allowed = {seq[depth] for seq in candidates.values() if len(seq) > depth}
             best = max(allowed, key=lambda token: logits[token])
             candidates = {label: seq for label, seq in candidates.items() if len(seq) > depth and seq[depth] == best}
+            start, depth = depth, depth + 1
             if len(candidates) > 1:
-                self.llm.eval([best])
-            depth += 1
+                while all(len(seq) > depth for seq in candidates.values()) and len({seq[depth] for seq in candidates.values()}) == 1:
+                    depth += 1  # forced: every remaining label continues with this token
+                self.llm.eval(list(next(iter(candidates.values()))[start:depth]))
         return next(iter(candidates))
 
     def _free(self) -> str:
@@ -85,6 +91,6 @@ class GGUFClassifier:
 
     def classify(self, text: str) -> Classification:
         started = time.perf_counter()
-        self._eval_prompt(gguf_prompt_ids(self.llm, self.task.messages(text)))
+        self._eval_prompt(self.prompt.ids(self.task.messages(text)))
         answer = self._constrained() if self.constrained else self._free()
         return Classification(self.contract.parse_answer(answer), answer, (time.perf_counter() - started) * 1000)
