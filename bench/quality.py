@@ -182,7 +182,8 @@ def finetune_rows(data_root: Path, task_name: str, recipe: str, quantizations: l
             **task.build_contract().metrics([r["target"] for r in test], [c.label for c in results]),
             **latency_fields([c.latency_ms for c in results]), "rows": len(test), "train_seconds": adapter["train_seconds"]}
     return {"models": out, "stage_seconds": stage_seconds, "graph_seconds": time.perf_counter() - started,
-            "adapter": {k: adapter[k] for k in ("train_rows", "train_loss", "train_seconds", "tokens_per_second", "epochs")}}
+            "adapter": {k: adapter.get(k) for k in ("train_rows", "train_loss", "train_seconds", "tokens_per_second", "epochs",
+                                                   "peak_rss_mib")}}
 
 
 def main(argv: list[str] | None = None) -> dict:

@@ -47,14 +47,31 @@ def run_cost(result: dict) -> str:
     return "\n".join(lines)
 
 
+def learning_curve(results: list[dict]) -> str:
+    """One line per fine-tuned quality run, by training rows: what more data buys against the baselines."""
+    lines = ["| seed rows | rows trained | epochs | training s | tokens/s | TF-IDF LR | MiniLM LR | GGUF q8_0 classify "
+             "(rows) | fine-tune HF (rows) |", "|---|---|---|---|---|---|---|---|---|"]
+    tuned = [r for r in results if "finetuned_gguf_q8_0_constrained" in r.get("models", {})]
+    for r in sorted(tuned, key=lambda r: (r["train_rows"], r["adapter"]["epochs"])):
+        m, a = r["models"], r["adapter"]
+        gguf, hf = m["finetuned_gguf_q8_0_constrained"], m.get("finetuned_hf", {})
+        lines.append(f"| {r['train_rows']} | {a['train_rows']} | {a['epochs']:g} | {a['train_seconds']:.0f} | "
+                     f"{a['tokens_per_second']:.0f} | {fmt(m['tfidf_logreg']['accuracy'])} | {fmt(m['minilm_logreg']['accuracy'])} | "
+                     f"{fmt(gguf['accuracy'])} ({gguf['rows']}) | {fmt(hf.get('accuracy'))} ({hf.get('rows', '')}) |")
+    return "\n".join(lines)
+
+
 def main() -> None:
+    results = []
     for path in sorted(RESULTS.glob("*.json")):
         result = json.loads(path.read_text())
+        results.append(result)
         renderers = {"quality": quality, "inference": inference, "run_cost": run_cost}
         render = next(fn for prefix, fn in renderers.items() if result["benchmark"].startswith(prefix))
         m = result["machine"]
         print(f"### {path.stem}\n\nMachine: {m['cores']} cores, {m['memory_gib']} GiB, {m['cpu']}, Python {m['python']}.\n")
         print(render(result) + "\n")
+    print("### learning curve (accuracy on the test split)\n\n" + learning_curve([r for r in results if r["benchmark"].startswith("quality")]))
 
 
 if __name__ == "__main__":
