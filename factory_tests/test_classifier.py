@@ -68,16 +68,17 @@ def shared_prefix_classifier(classifiers):
 
 
 def greedy_over_label_tokens(llm, prompt_ids: list[int], sequences: dict[str, tuple]) -> str:
-    """The oracle: from an empty cache, evaluate the prompt and the chosen tokens again at every step."""
+    """The oracle: the prompt from an empty cache, then one token at a time, the best one continuing a label."""
+    llm.reset()
+    llm.eval(prompt_ids)
     chosen: list[int] = []
     while True:
         candidates = {label: s for label, s in sequences.items() if s[:len(chosen)] == tuple(chosen)}
         if len(candidates) == 1:
             return next(iter(candidates))
-        llm.reset()
-        llm.eval(prompt_ids + chosen)
         logits = llm.scores[llm.n_tokens - 1]
         chosen.append(max({s[len(chosen)] for s in candidates.values()}, key=lambda token: logits[token]))
+        llm.eval(chosen[-1:])
 
 
 def test_labels_sharing_tokens_decode_greedily_and_batch_the_shared_tokens(shared_prefix_classifier):
@@ -87,8 +88,11 @@ def test_labels_sharing_tokens_decode_greedily_and_batch_the_shared_tokens(share
     llm.eval = lambda tokens: (batches.append(len(tokens)), evaluate(tokens))  # record the batch sizes
     texts = TEXTS + ["My new card still has not come in the post.", "An ATM charged me a fee for taking out cash.",
                      "How do I set a different PIN?"]
+    ours = []
     try:
-        ours = [classifier.classify(text).label for text in texts]
+        for text in texts:
+            llm.reset()  # the prompt in one batch as in the oracle: identical logits for the first choice
+            ours.append(classifier.classify(text).label)
     finally:
         del llm.eval
     expected = [greedy_over_label_tokens(llm, classifier.prompt.ids(task.messages(t)), classifier.sequences) for t in texts]
