@@ -2,6 +2,7 @@
 grammar-constrained greedy decoding, and its free decoding equals llama.cpp's greedy chat completion."""
 import json
 
+import numpy as np
 import pytest
 
 from factory.integrations.models import packaged_gguf
@@ -76,7 +77,7 @@ def greedy_over_label_tokens(llm, prompt_ids: list[int], sequences: dict[str, tu
         candidates = {label: s for label, s in sequences.items() if s[:len(chosen)] == tuple(chosen)}
         if len(candidates) == 1:
             return next(iter(candidates))
-        logits = llm.scores[llm.n_tokens - 1]
+        logits = np.ctypeslib.as_array(llm._ctx.get_logits(), shape=(llm.n_vocab(),))  # the last token's row
         chosen.append(max({s[len(chosen)] for s in candidates.values()}, key=lambda token: logits[token]))
         llm.eval(chosen[-1:])
 
