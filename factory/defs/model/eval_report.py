@@ -33,7 +33,8 @@ def eval_report(
     kind, info, gguf_path = primary_gguf(storage.asset_dir(key, "gguf_model"))
     files = {p.stem: str(p) for p in sorted(eval_dir.glob("*.jsonl"))}
     gguf = scripts.run(context, "factory.training.evaluate", EvalConfig(
-        model=str(gguf_path), task_dir=str(task.folder), eval_files=files, limit=config.gguf_limit, output_dir=str(folder / "gguf")), configs)
+        model=str(gguf_path), task_dir=str(task.folder), eval_files=files, limit=config.gguf_limit,
+        output_dir=str(folder / "gguf")), configs)
     hf = scripts.run(context, "factory.training.evaluate", EvalConfig(
         model=str(base_model.hf_dir()), adapter_dir=str(storage.asset_dir(key, "lora_adapter") / "adapter"),
         task_dir=str(task.folder), eval_files={"test": files["test"]}, limit=config.hf_limit,
