@@ -62,6 +62,9 @@ def measure(path: str, spec: dict, texts: list[str], concurrency: int) -> dict:
         started = time.perf_counter()
         results = pool.map(_answer, texts, chunksize=1)
         wall = time.perf_counter() - started
+        # Let workers exit on their own: leaving the block sends SIGTERM, which a worker once ignored (hung here).
+        pool.close()
+        pool.join()
     latencies = sorted(ms for _, ms in results)
     return {"answers": [a for a, _ in results], "requests_per_second": len(texts) / wall,
             "latency_p50_ms": statistics.median(latencies), "latency_p95_ms": latencies[max(0, round(0.95 * len(latencies)) - 1)]}
