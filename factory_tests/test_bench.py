@@ -39,6 +39,8 @@ def test_quality_benchmark_on_tiny_data(tmp_path, recipe, model_cache):
             "base_few_shot_constrained", "finetuned_hf", "finetuned_gguf_q8_0", "finetuned_gguf_q8_0_constrained"} <= set(result["models"])
     assert result["models"]["base_zero_shot_constrained"]["invalid_rate"] == 0.0  # constrained decoding makes invalid labels impossible
     assert result["stage_seconds"]["lora_adapter"] > 0
+    # the classical baselines refit on exactly the rows the fine-tune trained on
+    assert {"tfidf_linear_svm_same_rows", "tfidf_logreg_same_rows", "minilm_logreg_same_rows"} <= set(result["models"])
 
 
 def test_run_cost_benchmark_on_the_tiny_task(tmp_path, recipe, model_cache):
@@ -55,4 +57,4 @@ def test_tables_render_every_committed_result(tmp_path):
     for path in (BENCH / "results").glob("*.json"):
         assert f"### {path.stem}" in out
     assert "| model | rows scored | accuracy |" in out and "| path @ concurrency |" in out
-    assert "### learning curve" in out and "| 770 | 635 | 3 |" in out
+    assert "### learning curve" in out and "| 770 | 635 | three_epochs | 3 |" in out
