@@ -98,15 +98,13 @@ def classical_baselines(train: list[dict], test: list[dict], contract, latency_r
         results[name] = {**contract.metrics(gold, predicted), **latency_fields(latencies), "train_seconds": fit_seconds}
 
     started = time.perf_counter()
-    train_emb = embedder.encode(texts)
+    encoder = embedder.load()
+    train_emb = embedder.encode(texts, encoder)
     logreg = LogisticRegression(C=10.0, max_iter=3000).fit(train_emb, targets)
     fit_seconds = time.perf_counter() - started
-    predicted = list(logreg.predict(embedder.encode([r["text"] for r in test])))
-    from sentence_transformers import SentenceTransformer
-
-    encoder = SentenceTransformer(embedder._path(), device="cpu")
+    predicted = list(logreg.predict(embedder.encode([r["text"] for r in test], encoder)))
     _, latencies = timed_predictions(
-        lambda t: logreg.predict(encoder.encode([t], normalize_embeddings=True))[0], [r["text"] for r in sample_rows(test, latency_rows)])
+        lambda t: logreg.predict(embedder.encode([t], encoder))[0], [r["text"] for r in sample_rows(test, latency_rows)])
     results["minilm_logreg"] = {**contract.metrics(gold, predicted), **latency_fields(latencies), "train_seconds": fit_seconds}
     return results
 

