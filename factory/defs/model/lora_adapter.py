@@ -19,7 +19,7 @@ def lora_adapter(
     context: dg.AssetExecutionContext, config: AdapterConfig, storage: FactoryStorage,
     base_model: BaseModel, scripts: TrainingScripts, tracker: MlflowTracker,
 ) -> dg.MaterializeResult:
-    """LoRA adapter trained with TRL SFT on the train split, loss on the answer and its end-of-turn token only."""
+    """LoRA adapter (or every weight, with recipe `method: full`) trained with TRL SFT on the train split, loss on the answer and its end-of-turn token only."""
     key = context.partition_key
     splits = storage.asset_dir(key, "dataset_splits")
     folder = storage.asset_dir(key, "lora_adapter")
@@ -41,5 +41,6 @@ def lora_adapter(
         "train_seconds": summary["train_seconds"],
         "tokens_per_second": summary["tokens_per_second"],
         "train_rows": summary["train_rows"],
+        "method": summary["method"],
         "quantization": summary["quantization"],
     })

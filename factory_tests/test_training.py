@@ -1,0 +1,55 @@
+"""Tier 4: the training script's full fine-tune on the real packaged model, a few steps, through export."""
+import pytest
+
+from factory.lib.files import write_jsonl
+from factory_tests.conftest import TINY_SEEDS
+
+
+def _config(tiny_task, base_dir, out, **overrides):
+    from factory.training.sft import SFTRunConfig
+
+    train = out.parent / "train.jsonl"
+    write_jsonl(train, [{"id": f"{label}-{i}", "text": text, "target": label}
+                        for label, texts in TINY_SEEDS.items() for i, text in enumerate(texts)])
+    settings = {"method": "full", "max_steps": 2, "per_device_train_batch_size": 4, "learning_rate": 1e-4,
+                "warmup_ratio": 0.0, "max_length": 256, "quantization": "none", **overrides}
+    return SFTRunConfig(base_model_dir=str(base_dir), task_dir=str(tiny_task), train_file=str(train),
+                        output_dir=str(out), **settings)
+
+
+def test_full_fine_tune_trains_every_weight_and_exports_a_gguf(tmp_path, tiny_task, resources):
+    import torch
+
+    from factory.serve.classifier import GGUFClassifier
+    from factory.lib.task import load_task
+    from factory.training import export_gguf, sft
+    from factory.training.weights import is_adapter, load_finetuned
+
+    base_dir = resources["base_model"].hf_dir()
+    summary = sft.main(_config(tiny_task, base_dir, tmp_path / "trained"), log=lambda _: None)
+
+    base = load_finetuned(str(base_dir), None)
+    assert summary["method"] == "full" and summary["steps"] == 2
+    assert summary["trainable_parameters"] == sum(p.numel() for p in base.parameters())
+    weights = tmp_path / "trained" / "adapter"
+    assert not is_adapter(weights) and (weights / "model.safetensors").exists()
+    tuned = load_finetuned(str(base_dir), str(weights))
+    layer = "model.layers.0.self_attn.q_proj.weight"
+    assert not torch.equal(tuned.state_dict()[layer], base.state_dict()[layer])
+
+    exported = export_gguf.main(export_gguf.ExportConfig(
+        base_model_dir=str(base_dir), adapter_dir=str(weights), output_dir=str(tmp_path / "gguf")), log=lambda _: None)
+    classifier = GGUFClassifier(str(tmp_path / "gguf" / exported["files"]["q8_0"]["file"]), load_task(tiny_task))
+    assert classifier.classify("I was charged twice.").label in TINY_SEEDS
+
+
+@pytest.mark.parametrize("overrides, message", [
+    ({"method": "adapter"}, "method must be 'lora' or 'full'"),
+    ({"quantization": "nf4"}, "quantization 'nf4' needs method 'lora'"),
+])
+def test_sft_refuses_settings_it_cannot_honour(tmp_path, tiny_task, overrides, message):
+    from factory.training import sft
+
+    with pytest.raises(ValueError, match=message):
+        sft.main(_config(tiny_task, tmp_path / "no-model", tmp_path / "out", **overrides), log=lambda _: None)
+    assert not (tmp_path / "out").exists()
