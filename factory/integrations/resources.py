@@ -49,7 +49,7 @@ class Embedder(dg.ConfigurableResource):
     def encode(self, texts: list[str], model=None) -> np.ndarray:
         if not texts:
             return np.zeros((0, 1), dtype=np.float32)
-        model = model or self.load()
+        model = model if model is not None else self.load()
         return model.encode(texts, batch_size=self.batch_size, normalize_embeddings=True, convert_to_numpy=True)
 
 

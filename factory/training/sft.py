@@ -43,6 +43,13 @@ class SFTRunConfig:
     seed: int = field(default=0, metadata={"help": "seeds data order, dropout and adapter init"})
     logging_steps: int = field(default=5, metadata={"help": "log the loss every N steps"})
 
+    def __post_init__(self):
+        # Checked when the config is built, so the asset refuses a bad recipe before launching training.
+        if self.method not in ("lora", "full"):
+            raise ValueError(f"method must be 'lora' or 'full', got {self.method!r}")
+        if self.method == "full" and self.quantization == "nf4":
+            raise ValueError("quantization 'nf4' needs method 'lora': 4-bit weights cannot be trained directly")
+
 
 def _records(path: str, task) -> list[dict]:
     contract = task.build_contract()
@@ -57,11 +64,7 @@ def main(config: SFTRunConfig, log: Callable[[str], None] = print) -> dict:
     from transformers import AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig, set_seed
     from trl import SFTConfig, SFTTrainer
 
-    if config.method not in ("lora", "full"):
-        raise ValueError(f"method must be 'lora' or 'full', got {config.method!r}")
     full = config.method == "full"
-    if full and config.quantization == "nf4":
-        raise ValueError("quantization 'nf4' needs method 'lora': 4-bit weights cannot be trained directly")
     set_seed(config.seed)
     cuda = torch.cuda.is_available()
     quantize = not full and (config.quantization == "nf4" or (config.quantization == "auto" and cuda))
