@@ -7,14 +7,14 @@ from factory.integrations.storage import FactoryStorage
 from factory.integrations.tracking import MlflowTracker
 
 
-def factory_resources(data_root: str, cache_root: str = "", base_model: str = "smollm2-135m",
+def factory_resources(data_root: str, cache_root: str = "", base_model: str = "smollm2-135m", chat_template: str = "",
                       embedder: str = "all-MiniLM-L6-v2", mlflow_uri: str = "") -> dict:
     """The one place resources are bound; the CLI, tests and benchmarks call it with their own roots."""
     storage = FactoryStorage(data_root=data_root, cache_root=cache_root)
     return {
         "storage": storage,
         "tracker": MlflowTracker(storage=storage, tracking_uri=mlflow_uri),
-        "base_model": BaseModel(storage=storage, spec=base_model),
+        "base_model": BaseModel(storage=storage, spec=base_model, chat_template=chat_template),
         "embedder": Embedder(model=embedder),
         "scripts": TrainingScripts(),
     }
@@ -27,6 +27,7 @@ def resources() -> dg.Definitions:
         data_root=os.environ.get("FACTORY_DATA_ROOT", "data"),
         cache_root=os.environ.get("FACTORY_CACHE_ROOT", ""),
         base_model=os.environ.get("FACTORY_BASE_MODEL", "smollm2-135m"),
+        chat_template=os.environ.get("FACTORY_CHAT_TEMPLATE", ""),
         embedder=os.environ.get("FACTORY_EMBEDDER", "all-MiniLM-L6-v2"),
         mlflow_uri=os.environ.get("MLFLOW_TRACKING_URI", ""),
     ))

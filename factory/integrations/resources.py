@@ -19,12 +19,14 @@ class BaseModel(dg.ConfigurableResource):
 
     storage: FactoryStorage
     spec: str = Field(default="smollm2-135m", description="packaged name, path to .gguf, HF folder, or hub id")
+    chat_template: str = Field(default="", description="for a base model without one: a template name (factory/templates/) or .jinja file")
 
     def hf_dir(self) -> Path:
-        return hf_model_dir(self.spec, self.storage.cache_dir())
+        return hf_model_dir(self.spec, self.storage.cache_dir(), self.chat_template)
 
     def source_gguf(self) -> Path | None:
-        return source_gguf(self.spec)
+        """The GGUF to run the untrained model from; None when it must be exported (an HF model, or a new template)."""
+        return None if self.chat_template else source_gguf(self.spec)
 
 
 class Embedder(dg.ConfigurableResource):

@@ -20,11 +20,11 @@ class GGUFPrompt:
         eos = llm.detokenize([llm.token_eos()], special=True).decode("utf-8", "replace")
         bos = llm.detokenize([llm.token_bos()], special=True).decode("utf-8", "replace") if llm.token_bos() >= 0 else ""
         self.formatter = Jinja2ChatFormatter(template=llm.metadata["tokenizer.chat_template"], eos_token=eos, bos_token=bos)
-        self.add_bos = llm._model.add_bos_token()
 
     def ids(self, messages: list[dict]) -> list[int]:
         prompt = self.formatter(messages=messages).prompt
-        return self.llm.tokenize(prompt.encode("utf-8"), add_bos=self.add_bos, special=True)
+        # The template writes BOS where the model wants one (Gemma, Llama 3); chat completion adds none either.
+        return self.llm.tokenize(prompt.encode("utf-8"), add_bos=False, special=True)
 
 
 def template_parity(gguf_path: str, tokenizer_dir: str, conversations: list[list[dict]]) -> list[str]:
