@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import shutil
 import statistics
@@ -116,7 +117,8 @@ def same_rows_baselines(version: Path, test: list[dict], contract, latency_rows:
     return {f"{name}_same_rows": scores for name, scores in classical_baselines(train, test, contract, latency_rows).items()}
 
 
-def base_model_rows(task, train: list[dict], test: list[dict], llm_rows: int, shots: int, seed: int) -> dict:
+def base_model_rows(task, train: list[dict], test: list[dict], llm_rows: int, shots: int, seed: int, base_model: str,
+                    chat_template: str) -> dict:
     """The base model as shipped (GGUF) with a prompt that lists the labels: free, constrained, few-shot."""
     from factory.integrations.models import source_gguf
     from factory.serve.classifier import GGUFClassifier
@@ -130,12 +132,15 @@ def base_model_rows(task, train: list[dict], test: list[dict], llm_rows: int, sh
     examples = rng.sample(train, min(shots, len(train)))
     few_prompt = prompt + "\n\nExamples:\n" + "\n".join(f"{e['text']!r} -> {e['target']}" for e in examples)
     few = task.model_copy(update={"system_prompt": few_prompt})
-    gguf = str(source_gguf("smollm2-135m"))
+    gguf = None if chat_template else source_gguf(base_model)
+    if gguf is None:
+        raise SystemExit(f"--base-model {base_model!r} is not a GGUF with its own chat template: "
+                         "the base-model rows need one (or pass --skip-base)")
     rows = sample_rows(test, llm_rows)
     out = {}
     for name, spec, constrained in (("base_zero_shot_free", zero, False), ("base_zero_shot_constrained", zero, True),
                                     ("base_few_shot_constrained", few, True)):
-        classifier = GGUFClassifier(gguf, spec, constrained=constrained)
+        classifier = GGUFClassifier(str(gguf), spec, constrained=constrained)
         results = [classifier.classify(r["text"]) for r in rows]
         out[name] = {**contract.metrics([r["target"] for r in rows], [c.label for c in results]),
                      **latency_fields([c.latency_ms for c in results]), "rows": len(rows)}
@@ -144,7 +149,7 @@ def base_model_rows(task, train: list[dict], test: list[dict], llm_rows: int, sh
 
 
 def finetune_rows(data_root: Path, task_name: str, recipe: str, quantizations: list[str], hf_rows: int, llm_rows: int,
-                  report_rows: int, variants_per_seed: int, reuse: bool) -> dict:
+                  report_rows: int, variants_per_seed: int, reuse: bool, base_model: str, chat_template: str) -> dict:
     """Run the factory graph for one version of the task and read its eval report."""
     import dagster as dg
 
@@ -159,7 +164,8 @@ def finetune_rows(data_root: Path, task_name: str, recipe: str, quantizations: l
     if not (reuse and (version / "eval_report" / "report.json").exists()):
         with dg.instance_for_test() as instance:
             instance.add_dynamic_partitions("dataset_version", [key])
-            result = materialize_version(key, instance, factory_resources(str(data_root)), recipe_config(
+            resources = factory_resources(str(data_root), base_model=base_model, chat_template=chat_template)
+            result = materialize_version(key, instance, resources, recipe_config(
                 recipe, gguf_model={"quantizations": quantizations}, eval_report={"hf_limit": hf_rows, "gguf_limit": report_rows},
                 generated_examples={"variants_per_seed": variants_per_seed}))
         stage_seconds = {e.step_key: e.event_specific_data.duration_ms / 1000 for e in result.all_events if e.is_step_success}
@@ -198,6 +204,10 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--train-per-label", type=int, help="keep this many training rows per label")
     parser.add_argument("--train-rows", type=int, help="keep about this many training rows, stratified")
     parser.add_argument("--recipe", default="default")
+    parser.add_argument("--base-model", default=os.environ.get("FACTORY_BASE_MODEL", "smollm2-135m"),
+                        help="packaged name, .gguf file, local Hugging Face folder or hub id (as FACTORY_BASE_MODEL)")
+    parser.add_argument("--chat-template", default=os.environ.get("FACTORY_CHAT_TEMPLATE", ""),
+                        help="for a base model without a chat template: a name from factory/templates/ or a .jinja file")
     parser.add_argument("--quantizations", default="q8_0,q4_k_m")
     parser.add_argument("--variants-per-seed", type=int, default=0,
                         help="production-format variants per row; 0 by default: the augmenter makes emails, not chat messages")
@@ -236,13 +246,15 @@ def main(argv: list[str] | None = None) -> dict:
     for name, scores in models.items():
         print(name, {k: round(v, 3) for k, v in scores.items()}, flush=True)
     if not args.skip_base:
-        models.update(base_model_rows(task, train, test, args.llm_rows, args.shots, args.seed))
+        models.update(base_model_rows(task, train, test, args.llm_rows, args.shots, args.seed, args.base_model,
+                                      args.chat_template))
     payload = {"task": task_dir.name, "train_rows": len(train), "test_rows": len(test), "labels": len(contract.labels),
                "llm_rows": args.llm_rows, "hf_rows": args.hf_rows, "report_rows": args.report_rows, "recipe": args.recipe,
+               "base_model": args.base_model, "chat_template": args.chat_template,
                "variants_per_seed": args.variants_per_seed, "models": models}
     if not args.skip_finetune:
         tuned = finetune_rows(work, task_dir.name, args.recipe, args.quantizations.split(","), args.hf_rows, args.llm_rows,
-                              args.report_rows, args.variants_per_seed, args.reuse)
+                              args.report_rows, args.variants_per_seed, args.reuse, args.base_model, args.chat_template)
         models.update(tuned.pop("models"))
         previous = Path(args.out or "bench/results") / f"{args.name or 'quality_' + regime}.json"
         if not tuned["stage_seconds"] and previous.exists():  # --reuse: the training run's timings stand

@@ -50,13 +50,14 @@ def run_cost(result: dict) -> str:
 def learning_curve(results: list[dict]) -> str:
     """One line per fine-tuned quality run, by training rows: what more data buys against the baselines.
     "same rows": the baseline refit on the fine-tune's own training split (absent from older results)."""
-    lines = ["| seed rows | rows trained | recipe | epochs | training s | tokens/s | TF-IDF LR | MiniLM LR | MiniLM LR same rows | "
-             "GGUF q8_0 classify (rows) | fine-tune HF (rows) |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| seed rows | rows trained | base model | recipe | epochs | training s | tokens/s | TF-IDF LR | MiniLM LR | "
+             "MiniLM LR same rows | GGUF q8_0 classify (rows) | fine-tune HF (rows) |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     tuned = [r for r in results if "finetuned_gguf_q8_0_constrained" in r.get("models", {})]
     for r in sorted(tuned, key=lambda r: (r["train_rows"], r["adapter"]["epochs"])):
         m, a = r["models"], r["adapter"]
         gguf, hf = m["finetuned_gguf_q8_0_constrained"], m.get("finetuned_hf", {})
-        lines.append(f"| {r['train_rows']} | {a['train_rows']} | {Path(r['recipe']).stem} | {a['epochs']:g} | "
+        base = Path(r.get("base_model", "smollm2-135m")).stem  # older results predate --base-model
+        lines.append(f"| {r['train_rows']} | {a['train_rows']} | {base} | {Path(r['recipe']).stem} | {a['epochs']:g} | "
                      f"{a['train_seconds']:.0f} | {a['tokens_per_second']:.0f} | {fmt(m['tfidf_logreg']['accuracy'])} | "
                      f"{fmt(m['minilm_logreg']['accuracy'])} | {fmt(m.get('minilm_logreg_same_rows', {}).get('accuracy'))} | "
                      f"{fmt(gguf['accuracy'])} ({gguf['rows']}) | {fmt(hf.get('accuracy'))} ({hf.get('rows', '')}) |")

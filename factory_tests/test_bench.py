@@ -57,4 +57,4 @@ def test_tables_render_every_committed_result(tmp_path):
     for path in (BENCH / "results").glob("*.json"):
         assert f"### {path.stem}" in out
     assert "| model | rows scored | accuracy |" in out and "| path @ concurrency |" in out
-    assert "### learning curve" in out and "| 770 | 635 | three_epochs | 3 |" in out
+    assert "### learning curve" in out and "| 770 | 635 | smollm2-135m | three_epochs | 3 |" in out
