@@ -40,7 +40,10 @@ class GGUFClassifier:
             raise ValueError(f"task {task.name}: the classify path needs a classification contract")
         threads = threads or (os.cpu_count() or 1)
         self.task, self.contract, self.constrained = task, contract, constrained
-        self.llm = Llama(model_path=gguf_path, n_ctx=n_ctx, n_threads=threads, n_threads_batch=threads, seed=0, verbose=False)
+        # Flash attention (off by default in llama-cpp-python): ~10% lower latency on 2 CPU cores, the same labels
+        # on 200 Banking77 messages.
+        self.llm = Llama(model_path=gguf_path, n_ctx=n_ctx, n_threads=threads, n_threads_batch=threads, seed=0,
+                         flash_attn=True, verbose=False)
         eos = self.llm.token_eos()
         self.sequences = {label: tuple(self.llm.tokenize(label.encode(), add_bos=False, special=False)) + (eos,)
                           for label in sorted(labels)}
