@@ -5,8 +5,7 @@
 On the same GGUF and the same test messages: the factory's classify path (grammar-constrained,
 template from the GGUF, prompt prefix cached), llama-cpp-python's plain chat completion, and
 transformers `generate` on the fine-tune before export. Concurrency N runs N worker processes,
-each with its own model and cores/N threads; requests per second = messages / wall time. At
-concurrency 1 the paths take turns request by request, so their ratio is measured side by side.
+each with its own model and cores/N threads; requests per second = messages / wall time.
 """
 from __future__ import annotations
 
@@ -56,12 +55,6 @@ def _answer(text: str) -> tuple[str, float]:
     return answer, (time.perf_counter() - started) * 1000
 
 
-def _summary(results: list[tuple[str, float]], wall: float) -> dict:
-    latencies = sorted(ms for _, ms in results)
-    return {"answers": [a for a, _ in results], "requests_per_second": len(results) / wall,
-            "latency_p50_ms": statistics.median(latencies), "latency_p95_ms": latencies[max(0, round(0.95 * len(latencies)) - 1)]}
-
-
 def measure(path: str, spec: dict, texts: list[str], concurrency: int) -> dict:
     spec = {**spec, "threads": max(1, (os.cpu_count() or 1) // concurrency)}
     with mp.get_context("spawn").Pool(concurrency, initializer=_init, initargs=(path, spec)) as pool:
@@ -72,28 +65,9 @@ def measure(path: str, spec: dict, texts: list[str], concurrency: int) -> dict:
         # Let workers exit on their own: leaving the block sends SIGTERM, which a worker once ignored (hung here).
         pool.close()
         pool.join()
-    return _summary(results, wall)
-
-
-def measure_side_by_side(paths: list[str], spec: dict, texts: list[str]) -> dict:
-    """Concurrency 1 with the paths taking turns request by request, so each sees the same machine noise
-    (on a shared 2-core VM the same path's p50 moved by 10% between runs minutes apart)."""
-    spec = {**spec, "threads": os.cpu_count() or 1}
-    pools = {path: mp.get_context("spawn").Pool(1, initializer=_init, initargs=(path, spec)) for path in paths}
-    results, wall = {path: [] for path in paths}, dict.fromkeys(paths, 0.0)
-    try:
-        for pool in pools.values():
-            pool.apply(time.sleep, (0.0,))
-        for text in texts:
-            for path, pool in pools.items():
-                started = time.perf_counter()
-                results[path].append(pool.apply(_answer, (text,)))
-                wall[path] += time.perf_counter() - started
-    finally:
-        for pool in pools.values():
-            pool.close()
-            pool.join()
-    return {path: _summary(results[path], wall[path]) for path in paths}
+    latencies = sorted(ms for _, ms in results)
+    return {"answers": [a for a, _ in results], "requests_per_second": len(texts) / wall,
+            "latency_p50_ms": statistics.median(latencies), "latency_p95_ms": latencies[max(0, round(0.95 * len(latencies)) - 1)]}
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -124,16 +98,14 @@ def main(argv: list[str] | None = None) -> dict:
     gguf = str(primary_gguf(version / "gguf_model")[2])
     spec = {"task_dir": str(task_dir), "gguf": gguf, "hf_model": gguf_summary["base_model_dir"],
             "adapter": str(version / "lora_adapter" / "adapter")}
-    paths, levels = args.paths.split(","), [int(c) for c in args.concurrency.split(",")]
-    measured = {f"{path}@1": m for path, m in measure_side_by_side(paths, spec, texts).items()} if 1 in levels else {}
-    measured.update({f"{path}@{c}": measure(path, spec, texts, c) for c in levels if c != 1 for path in paths})
     results = {}
-    for key in sorted(measured, key=lambda k: (paths.index(k.split("@")[0]), int(k.split("@")[1]))):
-        scores = measured[key]
-        predictions = [contract.parse_answer(a) for a in scores.pop("answers")]
-        scores.update(contract.metrics([r["target"] for r in rows], predictions))
-        results[key] = scores
-        print(key, {k: round(v, 3) for k, v in scores.items()}, flush=True)
+    for path in args.paths.split(","):
+        for concurrency in (int(c) for c in args.concurrency.split(",")):
+            measured = measure(path, spec, texts, concurrency)
+            predictions = [contract.parse_answer(a) for a in measured.pop("answers")]
+            measured.update(contract.metrics([r["target"] for r in rows], predictions))
+            results[f"{path}@{concurrency}"] = measured
+            print(path, concurrency, {k: round(v, 3) for k, v in measured.items()}, flush=True)
     base = results.get("llama_cpp_chat@1")
     ratios = {}
     if base and "factory_classify@1" in results:
