@@ -41,14 +41,18 @@ def source_gguf(spec: str) -> Path | None:
     return None
 
 
+def packaged_templates() -> list[str]:
+    return sorted(p.stem for p in TEMPLATES_DIR.glob("*.jinja"))
+
+
 def template_path(name_or_path: str) -> Path:
     """A chat template file: a name from factory/templates/ or a path."""
     path = Path(name_or_path).expanduser()
     if not path.suffix:
         path = TEMPLATES_DIR / f"{name_or_path}.jinja"
     if not path.is_file():
-        known = sorted(p.stem for p in TEMPLATES_DIR.glob("*.jinja"))
-        raise FileNotFoundError(f"chat template not found: {path}; packaged templates: {known}, or give a path to a .jinja file")
+        raise FileNotFoundError(f"chat template not found: {path}; packaged templates: {packaged_templates()}, "
+                                "or give a path to a .jinja file")
     return path
 
 
@@ -77,7 +81,7 @@ def _cache_name(spec: str, chat_template: Path | None) -> str:
 def _require_template(tokenizer, spec: str) -> None:
     if not tokenizer.chat_template:
         raise ValueError(f"base model {spec!r} has no chat template (a pretrained-only model?): set FACTORY_CHAT_TEMPLATE "
-                         f"to one of {sorted(p.stem for p in TEMPLATES_DIR.glob('*.jinja'))} or to a .jinja file")
+                         f"to one of {packaged_templates()} or to a .jinja file")
 
 
 def hf_model_dir(spec: str, cache_root: str | Path, chat_template: str = "") -> Path:
@@ -114,7 +118,8 @@ def hf_model_dir(spec: str, cache_root: str | Path, chat_template: str = "") -> 
         # Generation and llama.cpp stop on EOS, so EOS must be the token that ends the assistant's turn.
         tokenizer.eos_token = end_of_turn_token(tokenizer)
         model.generation_config.eos_token_id = tokenizer.eos_token_id
-    _require_template(tokenizer, spec)
+    else:
+        _require_template(tokenizer, spec)
     with atomic_dir(target) as scratch:
         model.save_pretrained(scratch)
         tokenizer.save_pretrained(scratch)
