@@ -53,3 +53,34 @@ def test_sft_refuses_settings_it_cannot_honour(tmp_path, tiny_task, overrides, m
     with pytest.raises(ValueError, match=message):
         sft.main(_config(tiny_task, tmp_path / "no-model", tmp_path / "out", **overrides), log=lambda _: None)
     assert not (tmp_path / "out").exists()
+
+
+def test_lm_head_scores_only_the_answer_tokens_with_the_same_loss(resources, monkeypatch):
+    import torch
+    import trl.trainer.utils as trl_utils
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from factory.training.sft import lm_head_on_answer_tokens_only
+
+    base_dir = resources["base_model"].hf_dir()
+    tokenizer = AutoTokenizer.from_pretrained(base_dir)
+    model = AutoModelForCausalLM.from_pretrained(base_dir, dtype=torch.float32)
+    trl_utils.add_fused_lm_head(model)
+    prompt, answer = tokenizer("Route this email: my card was charged twice.")["input_ids"], tokenizer(" billing")["input_ids"]
+    input_ids = torch.tensor([prompt + answer])
+    labels = torch.tensor([[-100] * len(prompt) + answer])
+
+    scored: list[int] = []
+    project = trl_utils._ChunkedLogProbFunction.apply
+
+    def counting(hidden, *args):
+        scored.append(hidden.shape[0])
+        return project(hidden, *args)
+
+    monkeypatch.setattr(trl_utils._ChunkedLogProbFunction, "apply", counting)
+    every_position = model(input_ids=input_ids, labels=labels, fused_lm_head=True).loss
+    with lm_head_on_answer_tokens_only():
+        answer_only = model(input_ids=input_ids, labels=labels, fused_lm_head=True).loss
+    assert scored == [input_ids.shape[1] - 1, len(answer)]
+    assert torch.allclose(answer_only, every_position, atol=1e-5)
+    assert trl_utils._use_triton is not None and not trl_utils._use_triton(torch.device("cpu"))
