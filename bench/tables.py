@@ -47,6 +47,16 @@ def run_cost(result: dict) -> str:
     return "\n".join(lines)
 
 
+def training_step(result: dict) -> str:
+    lines = [f"`{Path(result['base_model_dir']).name}`, batch {result['batch_size']}, {result['steps']} steps x {result['repeats']} "
+             f"runs per mode; commit {result['commit']}, {result['date']}.", "",
+             "| LM head | s per step | peak RSS MiB |", "|---|---|---|"]
+    for name, m in result["modes"].items():
+        lines.append(f"| {name} | {m['seconds_per_step']:.2f} | {m['peak_rss_mib']:.0f} |")
+    lines += ["", f"Speed-up of answer_only: {result['speedup']:.2f}x, same training loss ({result['train_loss']:.4f})."]
+    return "\n".join(lines)
+
+
 def learning_curve(results: list[dict]) -> str:
     """One line per fine-tuned quality run, by training rows: what more data buys against the baselines.
     "same rows": the baseline refit on the fine-tune's own training split (absent from older results)."""
@@ -69,7 +79,7 @@ def main() -> None:
     for path in sorted(RESULTS.glob("*.json")):
         result = json.loads(path.read_text())
         results.append(result)
-        renderers = {"quality": quality, "inference": inference, "run_cost": run_cost}
+        renderers = {"quality": quality, "inference": inference, "run_cost": run_cost, "training_step": training_step}
         render = next(fn for prefix, fn in renderers.items() if result["benchmark"].startswith(prefix))
         m = result["machine"]
         print(f"### {path.stem}\n\nMachine: {m['cores']} cores, {m['memory_gib']} GiB, {m['cpu']}, Python {m['python']}.\n")

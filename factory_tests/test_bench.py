@@ -58,3 +58,18 @@ def test_tables_render_every_committed_result(tmp_path):
         assert f"### {path.stem}" in out
     assert "| model | rows scored | accuracy |" in out and "| path @ concurrency |" in out
     assert "### learning curve" in out and "| 770 | 635 | smollm2-135m | three_epochs | 3 |" in out
+
+
+def test_training_step_benchmark_compares_both_lm_heads(tmp_path, tiny_task, resources):
+    rows = tmp_path / "train.jsonl"
+    rows.write_text("".join(json.dumps({"id": f"{lab}-{i}", "text": t, "target": lab}) + "\n"
+                            for lab, texts in TINY_SEEDS.items() for i, t in enumerate(texts)))
+    config = tmp_path / "sft.json"
+    config.write_text(json.dumps({"base_model_dir": str(resources["base_model"].hf_dir()), "task_dir": str(tiny_task),
+                                  "train_file": str(rows), "output_dir": str(tmp_path / "unused"),
+                                  "per_device_train_batch_size": 2, "max_length": 256}))
+    run("training_step.py", "--sft-config", str(config), "--steps", "1", "--repeats", "1", "--out", str(tmp_path / "results"),
+        cwd=tmp_path)
+    result = json.loads((tmp_path / "results" / "training_step.json").read_text())
+    assert set(result["modes"]) == {"every_position", "answer_only"} and result["speedup"] > 0
+    assert all(len(m["runs"]) == 1 and m["runs"][0]["steps"] == 1 for m in result["modes"].values())
