@@ -70,6 +70,33 @@ def measure(path: str, spec: dict, texts: list[str], concurrency: int) -> dict:
             "latency_p50_ms": statistics.median(latencies), "latency_p95_ms": latencies[max(0, round(0.95 * len(latencies)) - 1)]}
 
 
+def classify_breakdown(spec: dict, texts: list[str]) -> dict:
+    """Where a classify request's time goes, in this process with every core: the prompt's new tokens (after the
+    cached prefix) in one batch, then one forward pass per point where the remaining labels branch."""
+    from factory.lib.task import load_task
+    from factory.serve.classifier import GGUFClassifier
+
+    classifier = GGUFClassifier(spec["gguf"], load_task(spec["task_dir"]), threads=os.cpu_count() or 1)
+    classifier.classify("warm-up message")
+    batches, evaluate = [], classifier.llm.eval
+    classifier.llm.eval = lambda tokens: (batches.append(len(tokens)), evaluate(tokens))[1]
+    prompt_ms, label_ms, new_tokens, passes = [], [], [], []
+    for text in texts:
+        batches.clear()
+        started = time.perf_counter()
+        classifier._eval_prompt(classifier.prompt.ids(classifier.task.messages(text)))
+        prompted = time.perf_counter()
+        classifier._constrained()
+        prompt_ms.append((prompted - started) * 1000)
+        label_ms.append((time.perf_counter() - prompted) * 1000)
+        new_tokens.append(batches[0])
+        passes.append(len(batches) - 1)
+    branching = [ms / n for ms, n in zip(label_ms, passes) if n]
+    return {"prompt_ms_p50": statistics.median(prompt_ms), "new_prompt_tokens_mean": statistics.fmean(new_tokens),
+            "label_ms_mean": statistics.fmean(label_ms), "label_passes_mean": statistics.fmean(passes),
+            "ms_per_label_pass_p50": statistics.median(branching) if branching else None}
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--version-dir", required=True, help="data/versions/<task>.v<n> with gguf_model/ and lora_adapter/")
@@ -114,6 +141,11 @@ def main(argv: list[str] | None = None) -> dict:
         ratios["classify_vs_transformers_latency_p50"] = (results["factory_classify@1"]["latency_p50_ms"]
                                                           / results["transformers_generate@1"]["latency_p50_ms"])
     payload = {"task": task_name, "gguf": gguf, "rows": len(rows), "results": results, "ratios": ratios}
+    if "factory_classify" in args.paths.split(","):
+        payload["classify_breakdown"] = breakdown = classify_breakdown(spec, texts)
+        if base:  # the ratio the classify path would reach if choosing the label cost nothing
+            ratios["prompt_only_vs_chat_latency_p50"] = breakdown["prompt_ms_p50"] / base["latency_p50_ms"]
+        print("classify breakdown", {k: round(v, 2) for k, v in breakdown.items() if v is not None}, flush=True)
     write_result(args.name, payload, args.out)
     return payload
 

@@ -97,3 +97,6 @@ def test_inference_benchmark_runs_on_the_exported_model(pipeline, tmp_path):
                                       for c in (1, 2)}
     assert result["results"]["factory_classify@1"]["invalid_rate"] == 0.0
     assert result["ratios"]["classify_vs_chat_latency_p50"] > 0
+    breakdown = result["classify_breakdown"]
+    assert breakdown["new_prompt_tokens_mean"] >= 1 and breakdown["prompt_ms_p50"] > 0
+    assert breakdown["label_passes_mean"] >= 0 and result["ratios"]["prompt_only_vs_chat_latency_p50"] > 0
