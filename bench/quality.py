@@ -18,7 +18,7 @@ import shutil
 import statistics
 import sys
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -68,7 +68,8 @@ def latency_fields(latencies: list[float]) -> dict:
     return {"latency_p50_ms": statistics.median(ordered), "latency_p95_ms": ordered[max(0, round(0.95 * len(ordered)) - 1)]}
 
 
-def classical_baselines(train: list[dict], test: list[dict], contract, latency_rows: int) -> dict:
+def classical_baselines(train: list[dict], test: list[dict], contract, latency_rows: int) -> tuple[dict, dict]:
+    """Scores by model, and each model's label for every test row by row id."""
     from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import FeatureUnion, make_pipeline
@@ -79,7 +80,7 @@ def classical_baselines(train: list[dict], test: list[dict], contract, latency_r
 
     texts, targets = [r["text"] for r in train], [r["target"] for r in train]
     gold = [r["target"] for r in test]
-    results = {}
+    results, by_row = {}, {}
 
     def features():
         return FeatureUnion([("word", TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True)),
@@ -97,6 +98,7 @@ def classical_baselines(train: list[dict], test: list[dict], contract, latency_r
         predicted = list(model.predict([r["text"] for r in test]))
         _, latencies = timed_predictions(lambda t: model.predict([t])[0], [r["text"] for r in sample_rows(test, latency_rows)])
         results[name] = {**contract.metrics(gold, predicted), **latency_fields(latencies), "train_seconds": fit_seconds}
+        by_row[name] = {r["id"]: label for r, label in zip(test, predicted)}
 
     started = time.perf_counter()
     encoder = embedder.load()
@@ -107,14 +109,34 @@ def classical_baselines(train: list[dict], test: list[dict], contract, latency_r
     _, latencies = timed_predictions(
         lambda t: logreg.predict(embedder.encode([t], encoder))[0], [r["text"] for r in sample_rows(test, latency_rows)])
     results["minilm_logreg"] = {**contract.metrics(gold, predicted), **latency_fields(latencies), "train_seconds": fit_seconds}
-    return results
+    by_row["minilm_logreg"] = {r["id"]: label for r, label in zip(test, predicted)}
+    return results, by_row
 
 
-def same_rows_baselines(version: Path, test: list[dict], contract, latency_rows: int) -> dict:
+def same_rows_baselines(version: Path, test: list[dict], contract, latency_rows: int) -> tuple[dict, dict]:
     """The classical baselines refit on the fine-tune's own training split: the gates drop rows that nearly copy a
     test row and the split holds out validation rows, so the first fit saw more (and closer) data than the fine-tune."""
     train = read_jsonl(version / "dataset_splits" / "train.jsonl")
-    return {f"{name}_same_rows": scores for name, scores in classical_baselines(train, test, contract, latency_rows).items()}
+    scores, by_row = classical_baselines(train, test, contract, latency_rows)
+    return ({f"{name}_same_rows": s for name, s in scores.items()}, {f"{name}_same_rows": p for name, p in by_row.items()})
+
+
+def head_to_head(test: list[dict], finetuned: dict, baseline: dict, top: int = 8) -> dict:
+    """The fine-tune against one baseline on the rows both scored: who alone is right how often, the labels where
+    the fine-tune trails most (per-label F1) and its commonest confusions. Points at what to repair or try next."""
+    from sklearn.metrics import f1_score
+
+    rows = [(r["target"], finetuned[r["id"]] or "<invalid>", baseline[r["id"]]) for r in test if r["id"] in finetuned]
+    gold, tuned, base = (list(column) for column in zip(*rows))
+    labels = sorted(set(gold))
+    gaps = (f1_score(gold, tuned, labels=labels, average=None, zero_division=0)
+            - f1_score(gold, base, labels=labels, average=None, zero_division=0))
+    confusions = Counter((g, t) for g, t, _ in rows if t != g)
+    return {"rows": len(rows), "both_right": sum(g == t == b for g, t, b in rows),
+            "only_finetuned_right": sum(g == t != b for g, t, b in rows),
+            "only_baseline_right": sum(g == b != t for g, t, b in rows), "neither_right": sum(g != t and g != b for g, t, b in rows),
+            "labels_behind": [{"label": label, "f1_gap": round(float(gap), 3)} for gap, label in sorted(zip(gaps, labels))[:top]],
+            "confusions": [{"target": g, "predicted": t, "rows": n} for (g, t), n in confusions.most_common(top)]}
 
 
 def base_model_rows(task, train: list[dict], test: list[dict], llm_rows: int, shots: int, seed: int, base_model: str,
@@ -186,13 +208,15 @@ def finetune_rows(data_root: Path, task_name: str, recipe: str, quantizations: l
         out[name]["train_seconds"] = adapter["train_seconds"]
     task = load_task(data_root / "tasks" / task_name)
     test = sample_rows(load_examples(task.path("test"), task.build_contract(), "test"), llm_rows)
+    by_row = {}
     for kind in quantizations:
         classifier = GGUFClassifier(str(version / "gguf_model" / f"model-{kind}.gguf"), task)
         results = [classifier.classify(r["text"]) for r in test]
         out[f"finetuned_gguf_{kind}_constrained"] = {
             **task.build_contract().metrics([r["target"] for r in test], [c.label for c in results]),
             **latency_fields([c.latency_ms for c in results]), "rows": len(test), "train_seconds": adapter["train_seconds"]}
-    return {"models": out, "stage_seconds": stage_seconds, "graph_seconds": time.perf_counter() - started,
+        by_row[f"finetuned_gguf_{kind}_constrained"] = {r["id"]: c.label for r, c in zip(test, results)}
+    return {"models": out, "predictions": by_row, "stage_seconds": stage_seconds, "graph_seconds": time.perf_counter() - started,
             "adapter": {k: adapter.get(k) for k in ("train_rows", "train_loss", "train_seconds", "tokens_per_second", "epochs",
                                                    "peak_rss_mib")}}
 
@@ -242,7 +266,7 @@ def main(argv: list[str] | None = None) -> dict:
     test = load_examples(task.path("test"), contract, "test")
     print(f"{task_dir.name}: {len(train)} training rows, {len(test)} test rows, {len(contract.labels)} labels", flush=True)
 
-    models = classical_baselines(train, test, contract, args.latency_rows)
+    models, _ = classical_baselines(train, test, contract, args.latency_rows)
     for name, scores in models.items():
         print(name, {k: round(v, 3) for k, v in scores.items()}, flush=True)
     if not args.skip_base:
@@ -256,13 +280,19 @@ def main(argv: list[str] | None = None) -> dict:
         tuned = finetune_rows(work, task_dir.name, args.recipe, args.quantizations.split(","), args.hf_rows, args.llm_rows,
                               args.report_rows, args.variants_per_seed, args.reuse, args.base_model, args.chat_template)
         models.update(tuned.pop("models"))
+        tuned_by_row = tuned.pop("predictions")
         previous = Path(args.out or "bench/results") / f"{args.name or 'quality_' + regime}.json"
         if not tuned["stage_seconds"] and previous.exists():  # --reuse: the training run's timings stand
             old = json.loads(previous.read_text())
             tuned.update(stage_seconds=old.get("stage_seconds"), graph_seconds=old.get("graph_seconds"),
                          trained_at_commit=old.get("trained_at_commit", old.get("commit")))
         payload.update(tuned)
-        models.update(same_rows_baselines(work / "versions" / f"{task_dir.name}.v1", test, contract, args.latency_rows))
+        same_rows, baselines_by_row = same_rows_baselines(work / "versions" / f"{task_dir.name}.v1", test, contract,
+                                                          args.latency_rows)
+        models.update(same_rows)
+        strongest, first_gguf = max(same_rows, key=lambda name: same_rows[name]["accuracy"]), next(iter(tuned_by_row))
+        payload["head_to_head"] = {"finetuned": first_gguf, "baseline": strongest,
+                                   **head_to_head(test, tuned_by_row[first_gguf], baselines_by_row[strongest])}
     payload["peak_rss_mib"] = peak_rss_mib()
     write_result(args.name or f"quality_{regime}", payload, args.out)
     return payload

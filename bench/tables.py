@@ -25,6 +25,13 @@ def quality(result: dict) -> str:
         lines.append(f"| {name} | {m.get('rows', result['test_rows'])} | {fmt(m['accuracy'])} | {fmt(m['macro_f1'])} | "
                      f"{fmt(m['invalid_rate'])} | {fmt(m.get('latency_p50_ms'), 1)} | {fmt(m.get('latency_p95_ms'), 1)} | "
                      f"{fmt(m.get('train_seconds'), 0)} |")
+    if h := result.get("head_to_head"):  # absent from older results
+        behind = ", ".join(f"`{b['label']}` {b['f1_gap']:+.3f}" for b in h["labels_behind"][:5])
+        confused = ", ".join(f"`{c['target']}` as `{c['predicted']}` ({c['rows']})" for c in h["confusions"][:5])
+        lines += ["", f"{h['finetuned']} against {h['baseline']} on {h['rows']} rows: both right {h['both_right']}, only the "
+                      f"fine-tune {h['only_finetuned_right']}, only the baseline {h['only_baseline_right']}, neither "
+                      f"{h['neither_right']}. Labels where the fine-tune trails most (F1): {behind}. Its commonest "
+                      f"confusions: {confused}."]
     return "\n".join(lines)
 
 

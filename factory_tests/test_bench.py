@@ -41,6 +41,11 @@ def test_quality_benchmark_on_tiny_data(tmp_path, recipe, model_cache):
     assert result["stage_seconds"]["lora_adapter"] > 0
     # the classical baselines refit on exactly the rows the fine-tune trained on
     assert {"tfidf_linear_svm_same_rows", "tfidf_logreg_same_rows", "minilm_logreg_same_rows"} <= set(result["models"])
+    # the fine-tune row by row against the strongest of those, on the 3 rows both scored
+    h2h = result["head_to_head"]
+    assert h2h["finetuned"] == "finetuned_gguf_q8_0_constrained" and h2h["baseline"].endswith("_same_rows")
+    assert h2h["both_right"] + h2h["only_finetuned_right"] + h2h["only_baseline_right"] + h2h["neither_right"] == h2h["rows"] == 3
+    assert sum(c["rows"] for c in h2h["confusions"]) == 3 - h2h["both_right"] - h2h["only_finetuned_right"]
 
 
 def test_run_cost_benchmark_on_the_tiny_task(tmp_path, recipe, model_cache):
