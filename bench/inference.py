@@ -72,28 +72,41 @@ def measure(path: str, spec: dict, texts: list[str], concurrency: int) -> dict:
 
 def classify_breakdown(spec: dict, texts: list[str]) -> dict:
     """Where a classify request's time goes, in this process with every core: the prompt's new tokens (after the
-    cached prefix) in one batch, then one forward pass per point where the remaining labels branch."""
+    cached prefix) in one batch, then one forward pass per point where the remaining labels branch. Requests go
+    through `classify` itself; its steps are only counted and timed."""
     from factory.lib.task import load_task
     from factory.serve.classifier import GGUFClassifier
 
     classifier = GGUFClassifier(spec["gguf"], load_task(spec["task_dir"]), threads=os.cpu_count() or 1)
     classifier.classify("warm-up message")
-    batches, evaluate = [], classifier.llm.eval
-    classifier.llm.eval = lambda tokens: (batches.append(len(tokens)), evaluate(tokens))[1]
-    prompt_ms, label_ms, new_tokens, passes = [], [], [], []
+    prompt_tokens, batches, label_ms = [], [], []
+    evaluate, eval_prompt, choose_label = classifier.llm.eval, classifier._eval_prompt, classifier._constrained
+
+    def counted_eval(tokens):
+        batches.append(len(tokens))
+        return evaluate(tokens)
+
+    def counted_eval_prompt(ids):
+        prompt_tokens.append(len(ids))
+        return eval_prompt(ids)
+
+    def timed_choose_label():
+        started = time.perf_counter()
+        label = choose_label()
+        label_ms.append((time.perf_counter() - started) * 1000)
+        return label
+
+    classifier.llm.eval, classifier._eval_prompt, classifier._constrained = counted_eval, counted_eval_prompt, timed_choose_label
+    prompt_ms, new_tokens, passes = [], [], []
     for text in texts:
         batches.clear()
-        started = time.perf_counter()
-        classifier._eval_prompt(classifier.prompt.ids(classifier.task.messages(text)))
-        prompted = time.perf_counter()
-        classifier._constrained()
-        prompt_ms.append((prompted - started) * 1000)
-        label_ms.append((time.perf_counter() - prompted) * 1000)
+        prompt_ms.append(classifier.classify(text).latency_ms - label_ms[-1])
         new_tokens.append(batches[0])
         passes.append(len(batches) - 1)
     branching = [ms / n for ms, n in zip(label_ms, passes) if n]
-    return {"prompt_ms_p50": statistics.median(prompt_ms), "new_prompt_tokens_mean": statistics.fmean(new_tokens),
-            "label_ms_mean": statistics.fmean(label_ms), "label_passes_mean": statistics.fmean(passes),
+    return {"prompt_ms_p50": statistics.median(prompt_ms), "prompt_tokens_mean": statistics.fmean(prompt_tokens),
+            "new_prompt_tokens_mean": statistics.fmean(new_tokens), "label_ms_mean": statistics.fmean(label_ms),
+            "label_passes_mean": statistics.fmean(passes),
             "ms_per_label_pass_p50": statistics.median(branching) if branching else None}
 
 

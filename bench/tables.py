@@ -44,7 +44,8 @@ def inference(result: dict) -> str:
                      f"{fmt(m['latency_p95_ms'], 1)} | {fmt(m['accuracy'])} | {fmt(m['invalid_rate'])} |")
     lines += ["", "Ratios: " + ", ".join(f"{k} = {v:.2f}" for k, v in result["ratios"].items())]
     if b := result.get("classify_breakdown"):  # absent from older results
-        lines += ["", f"Classify path, where the time goes: the prompt's {b['new_prompt_tokens_mean']:.1f} new tokens "
+        cached = f" (of {b['prompt_tokens_mean']:.1f}, the rest cached)" if "prompt_tokens_mean" in b else ""
+        lines += ["", f"Classify path, where the time goes: the prompt's {b['new_prompt_tokens_mean']:.1f} new tokens{cached} "
                       f"{b['prompt_ms_p50']:.1f} ms (p50), then {b['label_passes_mean']:.2f} forward passes to choose the label, "
                       f"{b['label_ms_mean']:.1f} ms (mean; {fmt(b['ms_per_label_pass_p50'], 1)} ms a pass)."]
     return "\n".join(lines)
