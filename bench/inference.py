@@ -77,7 +77,7 @@ def classify_breakdown(spec: dict, texts: list[str]) -> dict:
     from factory.lib.task import load_task
     from factory.serve.classifier import GGUFClassifier
 
-    classifier = GGUFClassifier(spec["gguf"], load_task(spec["task_dir"]), threads=os.cpu_count() or 1)
+    classifier = GGUFClassifier(spec["gguf"], load_task(spec["task_dir"]))  # every core by default
     classifier.classify("warm-up message")
     prompt_tokens, batches, label_ms = [], [], []
     evaluate, eval_prompt, choose_label = classifier.llm.eval, classifier._eval_prompt, classifier._constrained

@@ -101,4 +101,4 @@ def test_inference_benchmark_runs_on_the_exported_model(pipeline, tmp_path):
     assert breakdown["new_prompt_tokens_mean"] >= 1 and breakdown["prompt_ms_p50"] > 0
     # the system prompt stays cached: each request evaluates only part of its prompt
     assert breakdown["new_prompt_tokens_mean"] < breakdown["prompt_tokens_mean"]
-    assert breakdown["label_passes_mean"] >= 0 and result["ratios"]["prompt_only_vs_chat_latency_p50"] > 0
+    assert result["ratios"]["prompt_only_vs_chat_latency_p50"] > 0
