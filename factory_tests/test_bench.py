@@ -46,6 +46,26 @@ def test_quality_benchmark_on_tiny_data(tmp_path, recipe, model_cache):
     assert h2h["finetuned"] == "finetuned_gguf_q8_0_constrained" and h2h["baseline"].endswith("_same_rows")
     assert h2h["both_right"] + h2h["only_finetuned_right"] + h2h["only_baseline_right"] + h2h["neither_right"] == h2h["rows"] == 3
     assert sum(c["rows"] for c in h2h["confusions"]) == 3 - h2h["both_right"] - h2h["only_finetuned_right"]
+    assert h2h["with_near_copy_in_seeds"]["rows"] + h2h["without_near_copy_in_seeds"]["rows"] == 3
+    assert 0 < h2h["mcnemar_exact_p"] <= 1
+    # and against the strongest baseline fit on every seed row, the one the goal names
+    assert not result["head_to_head_all_seed_rows"]["baseline"].endswith("_same_rows")
+
+
+def test_head_to_head_tests_the_disagreements_and_splits_by_near_copies(monkeypatch):
+    monkeypatch.syspath_prepend(str(BENCH))
+    from quality import head_to_head
+
+    test = [{"id": str(i), "target": "a" if i < 6 else "b"} for i in range(12)]
+    # the fine-tune alone is right on rows 0-8, the baseline alone on none; both right on 9, neither on 10 and 11
+    tuned = {str(i): ("a" if i < 6 else "b") if i < 10 else "a" for i in range(12)}
+    base = {str(i): "b" if i < 6 else ("a" if i != 9 else "b") for i in range(12)}
+    h2h = head_to_head(test, tuned, base, near_copies={"0", "10"})
+    assert (h2h["only_finetuned_right"], h2h["only_baseline_right"], h2h["both_right"], h2h["neither_right"]) == (9, 0, 1, 2)
+    assert h2h["mcnemar_exact_p"] == pytest.approx(2 * 0.5 ** 9)  # two-sided exact binomial on 9 vs 0
+    assert h2h["with_near_copy_in_seeds"] == {"rows": 2, "finetuned_accuracy": 0.5, "baseline_accuracy": 0.0}
+    assert h2h["without_near_copy_in_seeds"]["rows"] == 10 and h2h["without_near_copy_in_seeds"]["finetuned_accuracy"] == 0.9
+    assert h2h["confusions"] == [{"target": "b", "predicted": "a", "rows": 2}]
 
 
 def test_run_cost_benchmark_on_the_tiny_task(tmp_path, recipe, model_cache):
