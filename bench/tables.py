@@ -60,12 +60,15 @@ def run_cost(result: dict) -> str:
 
 
 def training_step(result: dict) -> str:
+    compare = result.get("compare", "lm_head")  # older results compared LM heads only
     lines = [f"`{Path(result['base_model_dir']).name}`, batch {result['batch_size']}, {result['steps']} steps x {result['repeats']} "
              f"runs per mode; commit {result['commit']}, {result['date']}.", "",
-             "| LM head | s per step | peak RSS MiB |", "|---|---|---|"]
+             f"| {compare.replace('_', ' ')} | s per step | peak RSS MiB | training loss |", "|---|---|---|---|"]
     for name, m in result["modes"].items():
-        lines.append(f"| {name} | {m['seconds_per_step']:.2f} | {m['peak_rss_mib']:.0f} |")
-    lines += ["", f"Speed-up of answer_only: {result['speedup']:.2f}x, same training loss ({result['train_loss']:.4f})."]
+        loss = m.get("train_loss", result["train_loss"])
+        lines.append(f"| {name} | {m['seconds_per_step']:.2f} | {m['peak_rss_mib']:.0f} | {loss:.4f} |")
+    candidate = list(result["modes"])[-1]
+    lines += ["", f"Speed-up of {candidate}: {result['speedup']:.2f}x."]
     return "\n".join(lines)
 
 

@@ -85,7 +85,7 @@ def test_tables_render_every_committed_result(tmp_path):
     assert "### learning curve" in out and "| 770 | 635 | smollm2-135m | three_epochs | 3 |" in out
 
 
-def test_training_step_benchmark_compares_both_lm_heads(tmp_path, tiny_task, resources):
+def test_training_step_benchmark_compares_lm_heads_and_precisions(tmp_path, tiny_task, resources):
     rows = tmp_path / "train.jsonl"
     rows.write_text("".join(json.dumps({"id": f"{lab}-{i}", "text": t, "target": lab}) + "\n"
                             for lab, texts in TINY_SEEDS.items() for i, t in enumerate(texts)))
@@ -98,3 +98,8 @@ def test_training_step_benchmark_compares_both_lm_heads(tmp_path, tiny_task, res
     result = json.loads((tmp_path / "results" / "training_step.json").read_text())
     assert set(result["modes"]) == {"every_position", "answer_only"} and result["speedup"] > 0
     assert all(len(m["runs"]) == 1 and m["runs"][0]["steps"] == 1 for m in result["modes"].values())
+    run("training_step.py", "--sft-config", str(config), "--steps", "1", "--repeats", "1", "--compare", "precision",
+        "--name", "precision", "--out", str(tmp_path / "results"), cwd=tmp_path)
+    modes = json.loads((tmp_path / "results" / "precision.json").read_text())["modes"]
+    # the trainer reports the precision it ran at, so a setting that did not reach it fails here
+    assert {name: m["runs"][0]["precision"] for name, m in modes.items()} == {"fp32": "fp32", "bf16": "bf16"}

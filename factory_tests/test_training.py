@@ -46,6 +46,7 @@ def test_full_fine_tune_trains_every_weight_and_exports_a_gguf(tmp_path, tiny_ta
 @pytest.mark.parametrize("overrides, message", [
     ({"method": "adapter"}, "method must be 'lora' or 'full'"),
     ({"quantization": "nf4"}, "quantization 'nf4' needs method 'lora'"),
+    ({"precision": "fp16"}, "precision must be 'auto', 'bf16' or 'fp32'"),
 ])
 def test_sft_refuses_settings_it_cannot_honour(tmp_path, tiny_task, overrides, message):
     from factory.training import sft
