@@ -50,10 +50,17 @@ class MlflowTracker(dg.ConfigurableResource):
         folder.mkdir(parents=True, exist_ok=True)
         return f"sqlite:///{folder / 'mlflow.db'}"
 
-    def _client(self):
+    def _client_and_experiment(self):
+        """Under a lock: steps running at once on a fresh data root would each migrate the new SQLite file (alembic
+        fails in all but one) and each create the experiment."""
+        from filelock import FileLock
         from mlflow.tracking import MlflowClient
 
-        return MlflowClient(tracking_uri=self.uri())
+        lock_dir = self.storage.root / "mlflow"
+        lock_dir.mkdir(parents=True, exist_ok=True)
+        with FileLock(lock_dir / ".init.lock"):
+            client = MlflowClient(tracking_uri=self.uri())
+            return client, self._experiment_id(client)
 
     def _experiment_id(self, client) -> str:
         found = client.get_experiment_by_name(self.experiment)
@@ -64,8 +71,7 @@ class MlflowTracker(dg.ConfigurableResource):
 
     @contextlib.contextmanager
     def run(self, context: dg.AssetExecutionContext, params: dict | None = None) -> Iterator[MlflowRun]:
-        client = self._client()
-        experiment_id = self._experiment_id(client)
+        client, experiment_id = self._client_and_experiment()
         asset = context.asset_key.to_user_string()
         partition = context.partition_key if context.has_partition_key else "-"
         created = client.create_run(
