@@ -123,7 +123,8 @@ def same_rows_baselines(version: Path, test: list[dict], contract, latency_rows:
 
 
 def near_copy_ids(train: list[dict], test: list[dict], threshold: float) -> set[str]:
-    """Test rows with a training row at cosine >= threshold: the rows the leakage gate keeps out of the fine-tune's data."""
+    """Test rows with a training row at cosine >= threshold; the leakage gate keeps such training rows from the
+    fine-tune, not from the baselines fit on every seed row."""
     from factory.integrations.resources import Embedder
 
     embedder = Embedder()
