@@ -69,8 +69,9 @@ def latency_fields(latencies: list[float]) -> dict:
     return {"latency_p50_ms": statistics.median(ordered), "latency_p95_ms": ordered[max(0, round(0.95 * len(ordered)) - 1)]}
 
 
-def classical_baselines(train: list[dict], test: list[dict], contract, latency_rows: int) -> tuple[dict, dict]:
-    """Scores by model, and each model's label for every test row by row id."""
+def classical_baselines(train: list[dict], test: list[dict], contract, latency_rows: int) -> tuple[dict, dict, list[float]]:
+    """Scores by model, each model's label for every test row by row id, and each test row's cosine to its nearest
+    training row (from the MiniLM embeddings the last baseline computes anyway)."""
     from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import FeatureUnion, make_pipeline
@@ -106,32 +107,21 @@ def classical_baselines(train: list[dict], test: list[dict], contract, latency_r
     train_emb = embedder.encode(texts, encoder)
     logreg = LogisticRegression(C=10.0, max_iter=3000).fit(train_emb, targets)
     fit_seconds = time.perf_counter() - started
-    predicted = list(logreg.predict(embedder.encode([r["text"] for r in test], encoder)))
+    test_emb = embedder.encode([r["text"] for r in test], encoder)
+    predicted = list(logreg.predict(test_emb))
     _, latencies = timed_predictions(
         lambda t: logreg.predict(embedder.encode([t], encoder))[0], [r["text"] for r in sample_rows(test, latency_rows)])
     results["minilm_logreg"] = {**contract.metrics(gold, predicted), **latency_fields(latencies), "train_seconds": fit_seconds}
     by_row["minilm_logreg"] = {r["id"]: label for r, label in zip(test, predicted)}
-    return results, by_row
+    return results, by_row, (test_emb @ train_emb.T).max(axis=1).tolist()
 
 
 def same_rows_baselines(version: Path, test: list[dict], contract, latency_rows: int) -> tuple[dict, dict]:
     """The classical baselines refit on the fine-tune's own training split: the gates drop rows that nearly copy a
     test row and the split holds out validation rows, so the first fit saw more (and closer) data than the fine-tune."""
     train = read_jsonl(version / "dataset_splits" / "train.jsonl")
-    scores, by_row = classical_baselines(train, test, contract, latency_rows)
+    scores, by_row, _ = classical_baselines(train, test, contract, latency_rows)
     return ({f"{name}_same_rows": s for name, s in scores.items()}, {f"{name}_same_rows": p for name, p in by_row.items()})
-
-
-def near_copy_ids(train: list[dict], test: list[dict], threshold: float) -> set[str]:
-    """Test rows with a training row at cosine >= threshold; the leakage gate keeps such training rows from the
-    fine-tune, not from the baselines fit on every seed row."""
-    from factory.integrations.resources import Embedder
-
-    embedder = Embedder()
-    encoder = embedder.load()
-    train_emb, test_emb = (embedder.encode([r["text"] for r in rows], encoder) for rows in (train, test))
-    nearest = (test_emb @ train_emb.T).max(axis=1)
-    return {r["id"] for r, cosine in zip(test, nearest) if cosine >= threshold}
 
 
 def head_to_head(test: list[dict], finetuned: dict, baseline: dict, near_copies: set[str], top: int = 8) -> dict:
@@ -291,7 +281,7 @@ def main(argv: list[str] | None = None) -> dict:
     test = load_examples(task.path("test"), contract, "test")
     print(f"{task_dir.name}: {len(train)} training rows, {len(test)} test rows, {len(contract.labels)} labels", flush=True)
 
-    models, all_rows_by_row = classical_baselines(train, test, contract, args.latency_rows)
+    models, all_rows_by_row, nearest_seed_cosine = classical_baselines(train, test, contract, args.latency_rows)
     for name, scores in models.items():
         print(name, {k: round(v, 3) for k, v in scores.items()}, flush=True)
     if not args.skip_base:
@@ -315,7 +305,9 @@ def main(argv: list[str] | None = None) -> dict:
         same_rows, baselines_by_row = same_rows_baselines(work / "versions" / f"{task_dir.name}.v1", test, contract,
                                                           args.latency_rows)
         models.update(same_rows)
-        first_gguf, near_copies = next(iter(tuned_by_row)), near_copy_ids(train, test, GateConfig().semantic_leakage_threshold)
+        first_gguf = next(iter(tuned_by_row))
+        # Test rows with a seed row the leakage gate keeps from the fine-tune, not from the baselines fit on every seed row.
+        near_copies = {r["id"] for r, cosine in zip(test, nearest_seed_cosine) if cosine >= GateConfig().semantic_leakage_threshold}
         # Against the strongest baseline fit on the same rows, and against the strongest fit on every seed row (the goal).
         for key, by_row in (("head_to_head", baselines_by_row), ("head_to_head_all_seed_rows", all_rows_by_row)):
             strongest = max(by_row, key=lambda name: models[name]["accuracy"])

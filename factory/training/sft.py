@@ -102,11 +102,12 @@ def main(config: SFTRunConfig, log: Callable[[str], None] = print) -> dict:
         validation = None
 
     tokenizer = AutoTokenizer.from_pretrained(config.base_model_dir)
-    model_kwargs: dict = {"dtype": torch.bfloat16 if cuda and bf16 else torch.float32}  # on CPU autocast keeps fp32 masters
+    weights_dtype = torch.bfloat16 if cuda and bf16 else torch.float32  # on CPU, bf16 autocast over fp32 weights
+    model_kwargs: dict = {"dtype": weights_dtype}
     if quantize:
         model_kwargs["quantization_config"] = BitsAndBytesConfig(
             load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
-            bnb_4bit_compute_dtype=torch.bfloat16 if cuda and bf16 else torch.float32,
+            bnb_4bit_compute_dtype=weights_dtype,
         )
     model = AutoModelForCausalLM.from_pretrained(config.base_model_dir, **model_kwargs)
     if quantize:
