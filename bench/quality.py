@@ -186,7 +186,8 @@ def base_model_rows(task, train: list[dict], test: list[dict], llm_rows: int, sh
 
 
 def finetune_rows(data_root: Path, task_name: str, recipe: str, quantizations: list[str], hf_rows: int, llm_rows: int,
-                  report_rows: int, variants_per_seed: int, reuse: bool, base_model: str, chat_template: str) -> dict:
+                  report_rows: int, variants_per_seed: int, reuse: bool, base_model: str, chat_template: str,
+                  validation_fraction: float) -> dict:
     """Run the factory graph for one version of the task and read its eval report."""
     import dagster as dg
 
@@ -204,7 +205,8 @@ def finetune_rows(data_root: Path, task_name: str, recipe: str, quantizations: l
             resources = factory_resources(str(data_root), base_model=base_model, chat_template=chat_template)
             result = materialize_version(key, instance, resources, recipe_config(
                 recipe, gguf_model={"quantizations": quantizations}, eval_report={"hf_limit": hf_rows, "gguf_limit": report_rows},
-                generated_examples={"variants_per_seed": variants_per_seed}))
+                generated_examples={"variants_per_seed": variants_per_seed},
+                dataset_splits={"validation_fraction": validation_fraction}))
         stage_seconds = {e.step_key: e.event_specific_data.duration_ms / 1000 for e in result.all_events if e.is_step_success}
     report = json.loads((version / "eval_report" / "report.json").read_text())
     adapter = json.loads((version / "lora_adapter" / "summary.json").read_text())
@@ -256,6 +258,8 @@ def main(argv: list[str] | None = None) -> dict:
                         help="rows of each eval set the graph's eval_report scores with free generation (0: all)")
     parser.add_argument("--shots", type=int, default=10)
     parser.add_argument("--latency-rows", type=int, default=200)
+    parser.add_argument("--validation-fraction", type=float, default=0.1,
+                        help="share of accepted rows held out for validation loss; 0 trains on all of them")
     parser.add_argument("--skip-finetune", action="store_true")
     parser.add_argument("--reuse", action="store_true", help="keep an already trained version; only score it again")
     parser.add_argument("--skip-base", action="store_true")
@@ -290,10 +294,11 @@ def main(argv: list[str] | None = None) -> dict:
     payload = {"task": task_dir.name, "train_rows": len(train), "test_rows": len(test), "labels": len(contract.labels),
                "llm_rows": args.llm_rows, "hf_rows": args.hf_rows, "report_rows": args.report_rows, "recipe": args.recipe,
                "base_model": args.base_model, "chat_template": args.chat_template,
-               "variants_per_seed": args.variants_per_seed, "models": models}
+               "variants_per_seed": args.variants_per_seed, "validation_fraction": args.validation_fraction, "models": models}
     if not args.skip_finetune:
         tuned = finetune_rows(work, task_dir.name, args.recipe, args.quantizations.split(","), args.hf_rows, args.llm_rows,
-                              args.report_rows, args.variants_per_seed, args.reuse, args.base_model, args.chat_template)
+                              args.report_rows, args.variants_per_seed, args.reuse, args.base_model, args.chat_template,
+                              args.validation_fraction)
         models.update(tuned.pop("models"))
         tuned_by_row = tuned.pop("predictions")
         previous = Path(args.out or "bench/results") / f"{args.name or 'quality_' + regime}.json"
