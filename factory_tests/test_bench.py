@@ -32,8 +32,12 @@ def test_quality_benchmark_on_tiny_data(tmp_path, recipe, model_cache):
     (data / "test.jsonl").write_text("".join(json.dumps({"text": t, "label": lab}) + "\n" for t, lab in TINY_EVAL["test"]))
     run("quality.py", "--data", str(data), "--work", str(tmp_path / "work"), "--train-per-label", "4",
         "--recipe", str(recipe), "--quantizations", "q8_0", "--llm-rows", "3", "--hf-rows", "3", "--latency-rows", "3",
-        "--out", str(tmp_path / "results"), cwd=tmp_path)
+        "--validation-fraction", "0", "--out", str(tmp_path / "results"), cwd=tmp_path)
     result = json.loads((tmp_path / "results" / "quality_pl4.json").read_text())
+    # --validation-fraction 0 reaches the split: every accepted row trains, none is held out
+    splits = tmp_path / "work" / "versions" / "bench_pl4.v1" / "dataset_splits"
+    assert (splits / "validation.jsonl").read_text() == "" and result["validation_fraction"] == 0
+    assert result["adapter"]["train_rows"] == len((splits / "train.jsonl").read_text().splitlines())
     assert result["train_rows"] == 12 and result["test_rows"] == 3 and result["machine"]["cores"] >= 1
     assert {"tfidf_linear_svm", "tfidf_logreg", "minilm_logreg", "base_zero_shot_free", "base_zero_shot_constrained",
             "base_few_shot_constrained", "finetuned_hf", "finetuned_gguf_q8_0", "finetuned_gguf_q8_0_constrained"} <= set(result["models"])
