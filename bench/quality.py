@@ -161,13 +161,13 @@ def base_model_rows(task, train: list[dict], test: list[dict], llm_rows: int, sh
     from factory.serve.classifier import GGUFClassifier
 
     contract = task.build_contract()
-    labels = sorted(contract.labels)
+    answers = sorted(contract.render(label) for label in contract.labels)
     prompt = ("Classify the customer message into exactly one of these intents. Answer with the intent name only.\n"
-              "Intents: " + ", ".join(labels))
+              "Intents: " + ", ".join(answers))
     zero = task.model_copy(update={"system_prompt": prompt})
     rng = random.Random(seed)
     examples = rng.sample(train, min(shots, len(train)))
-    few_prompt = prompt + "\n\nExamples:\n" + "\n".join(f"{e['text']!r} -> {e['target']}" for e in examples)
+    few_prompt = prompt + "\n\nExamples:\n" + "\n".join(f"{e['text']!r} -> {contract.render(e['target'])}" for e in examples)
     few = task.model_copy(update={"system_prompt": few_prompt})
     gguf = None if chat_template else source_gguf(base_model)
     if gguf is None:
@@ -260,6 +260,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--latency-rows", type=int, default=200)
     parser.add_argument("--validation-fraction", type=float, default=0.1,
                         help="share of accepted rows held out for validation loss; 0 trains on all of them")
+    parser.add_argument("--answer-words", action="store_true",
+                        help="import the task with the model answering labels in words (card_arrival -> card arrival)")
     parser.add_argument("--skip-finetune", action="store_true")
     parser.add_argument("--reuse", action="store_true", help="keep an already trained version; only score it again")
     parser.add_argument("--skip-base", action="store_true")
@@ -272,8 +274,12 @@ def main(argv: list[str] | None = None) -> dict:
     tasks = work / "tasks"
     full = tasks / "bench_full"
     if not full.exists():
-        import_task(data / "train.jsonl", "bench_full", tasks, ImportOptions(dev_per_label=2, golden_per_label=2, seed=args.seed),
+        import_task(data / "train.jsonl", "bench_full", tasks,
+                    ImportOptions(dev_per_label=2, golden_per_label=2, seed=args.seed, answer_words=args.answer_words),
                     test_source=data / "test.jsonl")
+    elif bool(load_task(full).contract.answers) != args.answer_words:
+        raise SystemExit(f"{full} was imported {'with' if not args.answer_words else 'without'} --answer-words; "
+                         "use another --work folder")
     regime = f"pl{args.train_per_label}" if args.train_per_label else (f"r{args.train_rows}" if args.train_rows else "all")
     task_dir = subsample(full, tasks / f"bench_{regime}", args.train_per_label, args.train_rows, args.seed) \
         if regime != "all" else full
@@ -294,7 +300,7 @@ def main(argv: list[str] | None = None) -> dict:
     payload = {"task": task_dir.name, "train_rows": len(train), "test_rows": len(test), "labels": len(contract.labels),
                "llm_rows": args.llm_rows, "hf_rows": args.hf_rows, "report_rows": args.report_rows, "recipe": args.recipe,
                "base_model": args.base_model, "chat_template": args.chat_template,
-               "variants_per_seed": args.variants_per_seed, "validation_fraction": args.validation_fraction, "models": models}
+               "variants_per_seed": args.variants_per_seed, "validation_fraction": args.validation_fraction, "answer_words": args.answer_words, "models": models}
     if not args.skip_finetune:
         tuned = finetune_rows(work, task_dir.name, args.recipe, args.quantizations.split(","), args.hf_rows, args.llm_rows,
                               args.report_rows, args.variants_per_seed, args.reuse, args.base_model, args.chat_template,

@@ -91,6 +91,7 @@ def cmd_task_import(args) -> int:
         text_field=args.text_field, label_field=args.label_field, id_field=args.id_field,
         split_field=args.split_field, test_value=args.test_value, test_per_label=args.test_per_label,
         dev_per_label=args.dev_per_label, golden_per_label=args.golden_per_label, seed=args.seed,
+        answer_words=args.answer_words,
     )
     folder = import_task(args.file, args.name, data_root() / "tasks", options, test_source=args.test_file)
     print(f"task written to {folder}; next: factory version new --task {args.name}")
@@ -130,6 +131,8 @@ def parser() -> argparse.ArgumentParser:
     imp.add_argument("--dev-per-label", type=int, default=5)
     imp.add_argument("--golden-per-label", type=int, default=3)
     imp.add_argument("--seed", type=int, default=0)
+    imp.add_argument("--answer-words", action="store_true",
+                     help="the model answers a label in words (card_arrival -> card arrival); scores still use the label")
     imp.set_defaults(func=cmd_task_import)
     return top
 

@@ -103,3 +103,15 @@ def test_labels_sharing_tokens_decode_greedily_and_batch_the_shared_tokens(share
     assert len(set(ours)) >= 3
     # `card` + `_`, `cash` + `_` + `with` + `drawal` + `_` need one forward pass each, not one per token.
     assert sum(1 for n in batches if n > 6) == len(texts) and any(1 < n <= 6 for n in batches)
+
+
+def test_a_verbalizer_decodes_its_words_and_returns_the_label(shared_prefix_classifier):
+    task, _ = shared_prefix_classifier
+    words = {label: label.replace("_", " ") for label in SHARED_PREFIX_LABELS}
+    worded = task.model_copy(update={"contract": task.contract.model_copy(update={"answers": words}),
+                                     "system_prompt": "Classify the banking message. Answer with one of: "
+                                                      + ", ".join(words.values()) + "."})
+    classifier = GGUFClassifier(str(packaged_gguf("smollm2-135m")), worded)
+    assert set(classifier.sequences) == set(words.values())
+    results = [classifier.classify(t) for t in TEXTS + ["My new card still has not come in the post."]]
+    assert all(r.label in SHARED_PREFIX_LABELS and r.answer == words[r.label] for r in results)

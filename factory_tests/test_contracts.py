@@ -1,3 +1,5 @@
+import re
+
 import pytest
 
 from factory.lib.contracts import ClassificationContract, ContractError, ExtractionContract, build_contract
@@ -49,3 +51,22 @@ def test_extraction_metrics_score_fields():
 def test_build_contract_rejects_unknown_types():
     with pytest.raises(ContractError, match="contract.type"):
         build_contract({"type": "ranking"})
+
+
+def test_a_verbalizer_renders_words_and_parses_only_them_back_to_the_label():
+    worded = ClassificationContract(labels={"card_arrival": "card not here", "top_up": "add money"},
+                                    answers={"card_arrival": "card arrival"})
+    assert worded.render("card_arrival") == "card arrival" and worded.render("top_up") == "top_up"
+    assert worded.parse_answer(" card arrival.\n") == "card_arrival" and worded.parse_answer("top_up") == "top_up"
+    assert worded.parse_answer("card_arrival") is None  # the model answers the words; the label name is not an answer
+    assert worded.canonical("card_arrival") == "card_arrival"  # targets stay labels
+
+
+@pytest.mark.parametrize("answers,message", [
+    ({"refund": "refund"}, "answers given for unknown labels ['refund']"),
+    ({"billing": "shipping"}, "labels 'billing' and 'shipping' have the same answer 'shipping'"),
+    ({"billing": " bill "}, "the answer for label 'billing' must be non-empty"),
+])
+def test_a_verbalizer_that_would_make_answers_ambiguous_is_refused(answers, message):
+    with pytest.raises(ContractError, match=re.escape(message)):
+        build_contract({"type": "classification", "labels": {"billing": "charges", "shipping": "parcels"}, "answers": answers})

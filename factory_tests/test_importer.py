@@ -91,3 +91,20 @@ def test_a_separate_test_file_becomes_the_test_set(tmp_path):
     rows = load_examples(task.path("test"), task.build_contract(), "test")
     assert sorted(r["text"] for r in rows) == sorted(f"test {i} {lab}" for lab in "ab" for i in range(3))
     assert len(load_examples(task.path("seeds"), task.build_contract(), "seed")) == 24 - 4 - 2
+
+
+def test_answer_words_make_the_model_answer_in_words_and_clashing_words_are_refused(tmp_path):
+    rows = [{"text": f"row {i} {label}", "label": label} for label in ("card_arrival", "top-up_failed") for i in range(12)]
+    source = tmp_path / "in.jsonl"
+    source.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    task = load_task(import_task(source, "worded", tmp_path / "tasks", ImportOptions(test_per_label=3, answer_words=True)))
+    contract = task.build_contract()
+    assert contract.render("card_arrival") == "card arrival" and contract.render("top-up_failed") == "top up failed"
+    assert "card arrival, top up failed" in task.system_prompt  # the prompt lists what the model is to answer
+    assert {r["target"] for r in load_examples(task.path("seeds"), contract, "seed")} == {"card_arrival", "top-up_failed"}
+
+    clash = tmp_path / "clash.jsonl"
+    clash.write_text("".join(json.dumps({"text": f"row {i} {lab}", "label": lab}) + "\n" for lab in ("top_up", "top-up") for i in range(12)))
+    with pytest.raises(DataError, match="field 'label': labels 'top-up' and 'top_up' have the same answer 'top up'"):
+        import_task(clash, "clash", tmp_path / "tasks", ImportOptions(test_per_label=3, answer_words=True))
+    assert not (tmp_path / "tasks" / "clash").exists()

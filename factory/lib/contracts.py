@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any, Protocol
 
 import jsonschema
@@ -34,11 +35,31 @@ def _invalid_rate(predictions: list[str | None]) -> float:
 
 @dataclass(frozen=True)
 class ClassificationContract:
-    """Exactly one label from a fixed set."""
+    """Exactly one label from a fixed set. The model may answer with other words for a label (`answers`, a
+    verbalizer: `card arrival` for `card_arrival`); the target everywhere else stays the label."""
 
     labels: dict[str, str]  # label -> one-line description
+    answers: dict[str, str] = field(default_factory=dict)  # label -> the words the model answers with; default the label
     kind: str = "classification"
     target_field: str = "label"
+
+    def __post_init__(self) -> None:
+        unknown = sorted(set(self.answers) - set(self.labels))
+        if unknown:
+            raise ContractError(f"answers given for unknown labels {unknown}")
+        self._label_of  # noqa: B018 - builds and checks the answer -> label map now, not at the first answer
+
+    @cached_property
+    def _label_of(self) -> dict[str, str]:
+        label_of: dict[str, str] = {}
+        for label in sorted(self.labels):
+            answer = self.render(label)
+            if not answer.strip() or answer != answer.strip():
+                raise ContractError(f"the answer for label {label!r} must be non-empty without outer spaces, got {answer!r}")
+            if answer in label_of:
+                raise ContractError(f"labels {label_of[answer]!r} and {label!r} have the same answer {answer!r}")
+            label_of[answer] = label
+        return label_of
 
     def canonical(self, value: Any) -> str:
         if not isinstance(value, str) or not value.strip():
@@ -49,11 +70,10 @@ class ClassificationContract:
         return label
 
     def render(self, target: str) -> str:
-        return target
+        return self.answers.get(target, target)
 
     def parse_answer(self, text: str) -> str | None:
-        answer = text.strip().strip("`'\".").strip()
-        return answer if answer in self.labels else None
+        return self._label_of.get(text.strip().strip("`'\".").strip())
 
     def stratum(self, target: str) -> str:
         return target
@@ -118,7 +138,7 @@ class ExtractionContract:
 def build_contract(spec: dict) -> Contract:
     kind = spec.get("type")
     if kind == "classification":
-        return ClassificationContract(labels=dict(spec["labels"]))
+        return ClassificationContract(labels=dict(spec["labels"]), answers=dict(spec.get("answers") or {}))
     if kind == "extraction":
         return ExtractionContract(json_schema=dict(spec["json_schema"]))
     raise ContractError(f"contract.type must be 'classification' or 'extraction', got {kind!r}")

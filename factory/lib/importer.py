@@ -9,6 +9,7 @@ from pathlib import Path
 
 import yaml
 
+from factory.lib.contracts import ContractError, build_contract
 from factory.lib.errors import DataError
 from factory.lib.files import atomic_dir, read_jsonl, sha256_rows, write_jsonl
 
@@ -26,6 +27,7 @@ class ImportOptions:
     dev_per_label: int = 5
     golden_per_label: int = 3
     seed: int = 0
+    answer_words: bool = False  # the model answers `card arrival` for the label `card_arrival`
 
 
 def _read_rows(path: Path) -> list[tuple[int, dict]]:
@@ -78,11 +80,15 @@ def _take_per_label(rows: list[dict], per_label: int, rng: random.Random) -> tup
     return taken, rest
 
 
-def default_system_prompt(labels: list[str]) -> str:
+def default_system_prompt(answers: list[str]) -> str:
     prompt = "Classify the message into exactly one category. Answer with the category name only."
-    if len(labels) <= MAX_LABELS_IN_PROMPT:
-        prompt += " Categories: " + ", ".join(labels) + "."
+    if len(answers) <= MAX_LABELS_IN_PROMPT:
+        prompt += " Categories: " + ", ".join(answers) + "."
     return prompt
+
+
+def label_words(label: str) -> str:
+    return " ".join(label.replace("_", " ").replace("-", " ").split())
 
 
 def import_task(source: str | Path, name: str, tasks_dir: str | Path, options: ImportOptions = ImportOptions(),
@@ -122,11 +128,18 @@ def import_task(source: str | Path, name: str, tasks_dir: str | Path, options: I
         write_jsonl(scratch / "seeds.jsonl", clean(seeds))
         for split_name, part in (("dev", dev), ("test", test), ("golden", golden), ("adversarial", [])):
             write_jsonl(scratch / "eval" / f"{split_name}.jsonl", clean(part))
+        contract = {"type": "classification", "labels": {label: label_words(label) for label in labels}}
+        if options.answer_words:
+            contract["answers"] = {label: label_words(label) for label in labels}
+        try:
+            build_contract(contract)
+        except ContractError as exc:
+            raise DataError(source, str(exc), field=options.label_field) from None
         spec = {
             "name": name,
             "description": f"Imported from {source.name}: {len(seeds) + len(dev) + len(golden) + len(test)} rows, {len(labels)} labels.",
-            "contract": {"type": "classification", "labels": {label: label.replace("_", " ") for label in labels}},
-            "system_prompt": default_system_prompt(labels),
+            "contract": contract,
+            "system_prompt": default_system_prompt([contract.get("answers", {}).get(label, label) for label in labels]),
             "metrics": ["accuracy", "macro_f1"],
             "golden_sha256": sha256_rows([{"id": r["id"], "text": r["text"], "target": r["label"]} for r in golden]),
         }

@@ -17,6 +17,8 @@ EVAL_SETS = ("dev", "test", "golden", "adversarial")
 class ContractSpec(BaseModel):
     type: Literal["classification", "extraction"]
     labels: dict[str, str] | None = Field(None, description="classification: label -> one-line description")
+    answers: dict[str, str] | None = Field(None, description="classification: label -> the words the model answers with "
+                                                             "instead of the label (a verbalizer); default the label itself")
     json_schema: dict | None = Field(None, description="extraction: JSON Schema of the output object")
 
     @model_validator(mode="after")

@@ -45,8 +45,10 @@ class GGUFClassifier:
         self.llm = Llama(model_path=gguf_path, n_ctx=n_ctx, n_threads=threads, n_threads_batch=threads, seed=0,
                          flash_attn=True, verbose=False)
         eos = self.llm.token_eos()
-        self.sequences = {label: tuple(self.llm.tokenize(label.encode(), add_bos=False, special=False)) + (eos,)
-                          for label in sorted(labels)}
+        # Keyed by the answer the model writes, which the contract maps back to its label.
+        answers = sorted(contract.render(label) for label in labels)
+        self.sequences = {answer: tuple(self.llm.tokenize(answer.encode(), add_bos=False, special=False)) + (eos,)
+                          for answer in answers}
         self.max_tokens = max(len(s) for s in self.sequences.values())
         self.prompt = GGUFPrompt(self.llm)
 

@@ -80,7 +80,7 @@ def main(config: EvalConfig, log: Callable[[str], None] = print) -> dict:
     model = load_model(config, threads)
     labels = getattr(contract, "labels", None)
     # Room for the longest valid answer and its end-of-turn token, and no more: a rambling model stops early.
-    max_tokens = max(model.token_count(label) for label in labels) + 2 if labels else 512
+    max_tokens = max(model.token_count(contract.render(label)) for label in labels) + 2 if labels else 512
     metrics: dict[str, dict] = {}
     with atomic_dir(config.output_dir) as scratch:
         for name, path in sorted(config.eval_files.items()):
