@@ -36,7 +36,7 @@ def test_quality_benchmark_on_tiny_data(tmp_path, recipe, model_cache):
     result = json.loads((tmp_path / "results" / "quality_pl4.json").read_text())
     # --validation-fraction 0 reaches the split: every accepted row trains, none is held out
     splits = tmp_path / "work" / "versions" / "bench_pl4.v1" / "dataset_splits"
-    assert (splits / "validation.jsonl").read_text() == "" and result["validation_fraction"] == 0
+    assert (splits / "validation.jsonl").read_text() == "" and result["validation_fraction"] == 0 and result["seed"] == 0
     assert result["adapter"]["train_rows"] == len((splits / "train.jsonl").read_text().splitlines())
     assert result["train_rows"] == 12 and result["test_rows"] == 3 and result["machine"]["cores"] >= 1
     assert {"tfidf_linear_svm", "tfidf_logreg", "minilm_logreg", "base_zero_shot_free", "base_zero_shot_constrained",
