@@ -300,8 +300,8 @@ def main(argv: list[str] | None = None) -> dict:
     payload = {"task": task_dir.name, "train_rows": len(train), "test_rows": len(test), "labels": len(contract.labels),
                "llm_rows": args.llm_rows, "hf_rows": args.hf_rows, "report_rows": args.report_rows, "recipe": args.recipe,
                "base_model": args.base_model, "chat_template": args.chat_template,
-               "variants_per_seed": args.variants_per_seed, "validation_fraction": args.validation_fraction, "answer_words": args.answer_words, "seed": args.seed,
-               "models": models}
+               "variants_per_seed": args.variants_per_seed, "validation_fraction": args.validation_fraction,
+               "answer_words": args.answer_words, "seed": args.seed, "models": models}
     if not args.skip_finetune:
         tuned = finetune_rows(work, task_dir.name, args.recipe, args.quantizations.split(","), args.hf_rows, args.llm_rows,
                               args.report_rows, args.variants_per_seed, args.reuse, args.base_model, args.chat_template,

@@ -82,8 +82,9 @@ def learning_curve(results: list[dict]) -> str:
         m, a = r["models"], r["adapter"]
         gguf, hf = m["finetuned_gguf_q8_0_constrained"], m.get("finetuned_hf", {})
         base = Path(r.get("base_model", "smollm2-135m")).stem  # older results predate --base-model
-        recipe = Path(r["recipe"]).stem + (" (answers in words)" if r.get("answer_words") else "") + \
-            (f", seed {r['seed']}" if r.get("seed") else "")
+        recipe = Path(r["recipe"]).stem
+        recipe += " (answers in words)" if r.get("answer_words") else ""
+        recipe += f", seed {r['seed']}" if r.get("seed") else ""
         lines.append(f"| {r['train_rows']} | {a['train_rows']} | {base} | {recipe} | {a['epochs']:g} | "
                      f"{a['train_seconds']:.0f} | {a['tokens_per_second']:.0f} | {fmt(m['tfidf_logreg']['accuracy'])} | "
                      f"{fmt(m['minilm_logreg']['accuracy'])} | {fmt(m.get('minilm_logreg_same_rows', {}).get('accuracy'))} | "

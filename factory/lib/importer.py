@@ -120,6 +120,13 @@ def import_task(source: str | Path, name: str, tasks_dir: str | Path, options: I
     unseen = sorted({r["label"] for r in test} - {r["label"] for r in seeds})
     if unseen:
         raise DataError(source, f"labels {unseen} have test rows but no training rows", field=options.label_field)
+    contract = {"type": "classification", "labels": {label: label_words(label) for label in labels}}
+    if options.answer_words:
+        contract["answers"] = {label: label_words(label) for label in labels}
+    try:  # refused before anything is written
+        answers = [build_contract(contract).render(label) for label in labels]
+    except ContractError as exc:
+        raise DataError(source, str(exc), field=options.label_field) from None
 
     def clean(part: list[dict]) -> list[dict]:
         return [{"id": r["id"], "text": r["text"], "label": r["label"]} for r in part]
@@ -128,18 +135,11 @@ def import_task(source: str | Path, name: str, tasks_dir: str | Path, options: I
         write_jsonl(scratch / "seeds.jsonl", clean(seeds))
         for split_name, part in (("dev", dev), ("test", test), ("golden", golden), ("adversarial", [])):
             write_jsonl(scratch / "eval" / f"{split_name}.jsonl", clean(part))
-        contract = {"type": "classification", "labels": {label: label_words(label) for label in labels}}
-        if options.answer_words:
-            contract["answers"] = {label: label_words(label) for label in labels}
-        try:
-            build_contract(contract)
-        except ContractError as exc:
-            raise DataError(source, str(exc), field=options.label_field) from None
         spec = {
             "name": name,
             "description": f"Imported from {source.name}: {len(seeds) + len(dev) + len(golden) + len(test)} rows, {len(labels)} labels.",
             "contract": contract,
-            "system_prompt": default_system_prompt([contract.get("answers", {}).get(label, label) for label in labels]),
+            "system_prompt": default_system_prompt(answers),
             "metrics": ["accuracy", "macro_f1"],
             "golden_sha256": sha256_rows([{"id": r["id"], "text": r["text"], "target": r["label"]} for r in golden]),
         }
