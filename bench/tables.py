@@ -72,6 +72,15 @@ def training_step(result: dict) -> str:
     return "\n".join(lines)
 
 
+def install(result: dict) -> str:
+    lines = [f"Fresh virtual environment and empty pip cache: **{result['total_seconds']:.0f} s** in all, "
+             f"{result['downloaded_mib']} MiB fetched, {result['venv_mib']} MiB installed, largest process "
+             f"{result['peak_child_rss_mib']} MiB; commit {result['commit']}, {result['date']}.", "",
+             "| step | seconds |", "|---|---|"]
+    lines += [f"| {s['step']} | {s['seconds']:.1f} |" for s in result["steps"]]
+    return "\n".join(lines)
+
+
 def learning_curve(results: list[dict]) -> str:
     """One line per fine-tuned quality run, by training rows: what more data buys against the baselines.
     "same rows": the baseline refit on the fine-tune's own training split (absent from older results)."""
@@ -97,7 +106,8 @@ def main() -> None:
     for path in sorted(RESULTS.glob("*.json")):
         result = json.loads(path.read_text())
         results.append(result)
-        renderers = {"quality": quality, "inference": inference, "run_cost": run_cost, "training_step": training_step}
+        renderers = {"quality": quality, "inference": inference, "run_cost": run_cost, "training_step": training_step,
+                     "install": install}
         render = next(fn for prefix, fn in renderers.items() if result["benchmark"].startswith(prefix))
         m = result["machine"]
         print(f"### {path.stem}\n\nMachine: {m['cores']} cores, {m['memory_gib']} GiB, {m['cpu']}, Python {m['python']}.\n")

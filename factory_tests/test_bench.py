@@ -107,3 +107,17 @@ def test_training_step_benchmark_compares_lm_heads_and_precisions(tmp_path, tiny
     modes = json.loads((tmp_path / "results" / "precision.json").read_text())["modes"]
     # the trainer reports the precision it ran at, so a setting that did not reach it fails here
     assert {name: m["runs"][0]["precision"] for name, m in modes.items()} == {"fp32": "fp32", "bf16": "bf16"}
+
+
+def test_install_benchmark_times_each_makefile_step(tmp_path):
+    # A Makefile of the real one's shape: a venv-keyed stamp target with a comment line, and a second target.
+    (tmp_path / "Makefile").write_text(
+        "VENV := .venv\nDAGSTER_HOME := dh\ninstall: $(VENV)/.installed $(DAGSTER_HOME)/dagster.yaml\n"
+        "$(VENV)/.installed:\n\tmkdir -p $(VENV)\n\t# a comment make passes to the shell\n"
+        "\tpython3 -c \"open('$(VENV)/pkg', 'w').write('x' * 4096)\"\n\ttouch $@\n"
+        "$(DAGSTER_HOME)/dagster.yaml:\n\tmkdir -p $(DAGSTER_HOME)\n\ttouch $@\n")
+    run("install.py", "--repo", str(tmp_path), "--out", str(tmp_path / "results"), cwd=tmp_path)
+    result = json.loads((tmp_path / "results" / "install.json").read_text())
+    assert [s["step"] for s in result["steps"]] == ["mkdir -p", "python3 -c", "touch", "mkdir -p", "touch"]
+    assert result["total_seconds"] >= sum(s["seconds"] for s in result["steps"]) - 0.5
+    assert not (tmp_path / ".venv").exists()  # it installs into a scratch venv, never the checkout's own
