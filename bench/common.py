@@ -12,10 +12,16 @@ RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def machine() -> dict:
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor())
+    cpuinfo = {}
+    for line in Path("/proc/cpuinfo").read_text().split("\n\n", 1)[0].splitlines():
+        key, _, value = line.partition(":")
+        cpuinfo[key.strip()] = value.strip()
     mem_kb = next(int(line.split()[1]) for line in Path("/proc/meminfo").read_text().splitlines() if line.startswith("MemTotal"))
-    return {"cores": os.cpu_count(), "memory_gib": round(mem_kb / 2**20, 1), "cpu": cpu, "python": platform.python_version()}
+    # A VM's model name can be just "AMD EPYC": family and model tell its generations apart (26 is Zen 5, 25 Zen 3/4).
+    flags = set(cpuinfo.get("flags", "").split())
+    return {"cores": os.cpu_count(), "memory_gib": round(mem_kb / 2**20, 1), "cpu": cpuinfo.get("model name", platform.processor()),
+            "cpu_family": cpuinfo.get("cpu family"), "cpu_model": cpuinfo.get("model"),
+            "cpu_flags": sorted(flags & {"avx2", "avx512f", "avx512_bf16", "amx_bf16"}), "python": platform.python_version()}
 
 
 def commit() -> str:

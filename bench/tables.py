@@ -110,7 +110,8 @@ def main() -> None:
                      "install": install}
         render = next(fn for prefix, fn in renderers.items() if result["benchmark"].startswith(prefix))
         m = result["machine"]
-        print(f"### {path.stem}\n\nMachine: {m['cores']} cores, {m['memory_gib']} GiB, {m['cpu']}, Python {m['python']}.\n")
+        family = f" (family {m['cpu_family']} model {m['cpu_model']})" if m.get("cpu_family") else ""  # older results lack it
+        print(f"### {path.stem}\n\nMachine: {m['cores']} cores, {m['memory_gib']} GiB, {m['cpu']}{family}, Python {m['python']}.\n")
         print(render(result) + "\n")
     print("### learning curve (accuracy on the test split)\n\n" + learning_curve([r for r in results if r["benchmark"].startswith("quality")]))
 
