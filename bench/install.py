@@ -67,7 +67,7 @@ def main(argv: list[str] | None = None) -> dict:
             print(f"{seconds:7.1f}s  {steps[-1]['step']}", flush=True)
         total = time.perf_counter() - started
         payload = {"total_seconds": round(total, 1), "steps": steps, "venv_mib": round(directory_mib(venv)),
-                   "downloaded_mib": round(directory_mib(cache)),
+                   "pip_cache_mib": round(directory_mib(cache)),  # downloads plus the wheels pip built
                    # ru_maxrss of children: the largest single process (the llama.cpp compile or pip), in KiB on Linux.
                    "peak_child_rss_mib": round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024)}
     print(f"total {total:.0f}s")
