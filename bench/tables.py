@@ -74,7 +74,7 @@ def training_step(result: dict) -> str:
 
 def install(result: dict) -> str:
     lines = [f"Fresh virtual environment and empty pip cache: **{result['total_seconds']:.0f} s** in all, "
-             f"{result['pip_cache_mib']} MiB in pip's cache (downloads and built wheels), {result['venv_mib']} MiB installed, largest process "
+             f"{result['pip_cache_mib']} MiB left in pip's cache, {result['venv_mib']} MiB installed, largest process "
              f"{result['peak_child_rss_mib']} MiB; commit {result['commit']}, {result['date']}.", "",
              "| step | seconds |", "|---|---|"]
     lines += [f"| {s['step']} | {s['seconds']:.1f} |" for s in result["steps"]]
