@@ -28,8 +28,10 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def install_commands(repo: Path, venv: Path, dagster_home: Path) -> list[str]:
     """The recipe lines `make install` would run for a venv that does not exist yet."""
-    dry = subprocess.run(["make", "-n", "install", f"VENV={venv}", f"DAGSTER_HOME={dagster_home}"],
-                         cwd=repo, capture_output=True, text=True, check=True)
+    # Clean of an outer make's settings (under `make test` they would add "Entering directory" lines and flags).
+    env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL")}
+    dry = subprocess.run(["make", "--no-print-directory", "-n", "install", f"VENV={venv}", f"DAGSTER_HOME={dagster_home}"],
+                         cwd=repo, env=env, capture_output=True, text=True, check=True)
     return [line for line in dry.stdout.splitlines() if line.strip() and not line.lstrip().startswith("#")]
 
 
