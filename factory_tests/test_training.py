@@ -56,6 +56,27 @@ def test_sft_refuses_settings_it_cannot_honour(tmp_path, tiny_task, overrides, m
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.parametrize("cpu_bf16, expected", [(True, "bf16"), (False, "fp32")])
+def test_auto_precision_trains_in_bf16_only_on_a_cpu_with_bf16_instructions(
+        tmp_path, tiny_task, resources, monkeypatch, cpu_bf16, expected):
+    from factory.training import sft
+
+    monkeypatch.setattr(sft, "cpu_runs_bf16", lambda: cpu_bf16)
+    config = _config(tiny_task, resources["base_model"].hf_dir(), tmp_path / "trained",
+                     method="lora", max_steps=1, precision="auto")
+    assert sft.main(config, log=lambda _: None)["precision"] == expected
+
+
+@pytest.mark.parametrize("precision, cuda, cpu_bf16, expected", [
+    ("auto", True, False, "bf16"), ("auto", False, True, "bf16"), ("auto", False, False, "fp32"),
+    ("fp32", True, True, "fp32"), ("bf16", False, False, "bf16"),
+])
+def test_an_explicit_precision_wins_over_the_hardware(precision, cuda, cpu_bf16, expected):
+    from factory.training.sft import resolve_precision
+
+    assert resolve_precision(precision, cuda, cpu_bf16) == expected
+
+
 def test_lm_head_scores_only_the_answer_tokens_with_the_same_loss(resources, monkeypatch):
     import torch
     import trl.trainer.utils as trl_utils

@@ -42,7 +42,7 @@ class SFTRunConfig:
     group_by_length: bool = field(default=True, metadata={"help": "batch rows of similar length: less padding"})
     quantization: str = field(default="auto", metadata={"help": "'nf4' (QLoRA), 'none', or 'auto': nf4 on CUDA only"})
     precision: str = field(default="auto", metadata={
-        "help": "'bf16' mixed precision, 'fp32', or 'auto': bf16 on CUDA, fp32 on CPU (bf16 helps CPUs with AVX512-BF16 or AMX)"})
+        "help": "'bf16' mixed precision, 'fp32', or 'auto': bf16 on CUDA and on CPUs with AVX512-BF16 or AMX, else fp32"})
     seed: int = field(default=0, metadata={"help": "seeds data order, dropout and adapter init"})
     logging_steps: int = field(default=5, metadata={"help": "log the loss every N steps"})
 
@@ -54,6 +54,21 @@ class SFTRunConfig:
             raise ValueError(f"precision must be 'auto', 'bf16' or 'fp32', got {self.precision!r}")
         if self.method == "full" and self.quantization == "nf4":
             raise ValueError("quantization 'nf4' needs method 'lora': 4-bit weights cannot be trained directly")
+
+
+def cpu_runs_bf16() -> bool:
+    """Whether this CPU has bf16 instructions. Without them oneDNN emulates bf16; unmeasured, so fp32 stays there."""
+    import torch
+
+    return torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
+
+
+def resolve_precision(precision: str, cuda: bool, cpu_bf16: bool) -> str:
+    """'auto' picks bf16 where the hardware has it: on an AVX512-BF16 CPU 1.5x faster steps at no accuracy cost
+    (BENCHMARKS.md: 0.921 against fp32's 0.918 on all Banking77 rows)."""
+    if precision != "auto":
+        return precision
+    return "bf16" if cuda or cpu_bf16 else "fp32"
 
 
 def _records(path: str, task) -> list[dict]:
@@ -94,7 +109,7 @@ def main(config: SFTRunConfig, log: Callable[[str], None] = print) -> dict:
     set_seed(config.seed)
     cuda = torch.cuda.is_available()
     quantize = not full and (config.quantization == "nf4" or (config.quantization == "auto" and cuda))
-    bf16 = config.precision == "bf16" or (config.precision == "auto" and cuda)
+    bf16 = resolve_precision(config.precision, cuda, cpu_runs_bf16()) == "bf16"
     task = load_task(config.task_dir)
     train = Dataset.from_list(_records(config.train_file, task))
     validation = Dataset.from_list(_records(config.validation_file, task)) if config.validation_file else None
@@ -177,7 +192,7 @@ def main(config: SFTRunConfig, log: Callable[[str], None] = print) -> dict:
             "method": config.method,
             "trainable_parameters": trainable,
             "quantization": "nf4" if quantize else "none",
-            "precision": "bf16" if bf16 else "fp32",
+            "precision": "bf16" if trainer.args.bf16 else "fp32",  # what the trainer ran, not what was asked
             "device": "cuda" if cuda else "cpu",
             "peak_rss_mib": peak_rss_mib(),
             "config": asdict(config),
