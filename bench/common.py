@@ -29,8 +29,8 @@ def commit() -> str:
         rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
         dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True).stdout.strip()
         return rev + ("+dirty" if dirty else "")
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
+    except (OSError, subprocess.CalledProcessError):  # a copy without .git, such as a lent GPU machine's
+        return os.environ.get("FACTORY_COMMIT", "unknown")
 
 
 def write_result(name: str, payload: dict, out_dir: str | Path | None = None) -> Path:

@@ -195,6 +195,7 @@ def main(config: SFTRunConfig, log: Callable[[str], None] = print) -> dict:
             "precision": "bf16" if trainer.args.bf16 else "fp32",  # what the trainer ran, not what was asked
             "device": "cuda" if cuda else "cpu",
             "peak_rss_mib": peak_rss_mib(),
+            "peak_gpu_mib": torch.cuda.max_memory_allocated() / 2**20 if cuda else None,
             "config": asdict(config),
             "log_history": trainer.state.log_history,
         }

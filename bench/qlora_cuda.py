@@ -1,0 +1,131 @@
+"""The QLoRA path on a CUDA GPU: the factory's training script re-run on a finished CPU version's own config, where
+`quantization: auto` means nf4 weights and paged 8-bit AdamW, then exported and scored here like any other fine-tune.
+
+    # on the GPU machine: same rows, same recipe as the CPU run
+    python bench/qlora_cuda.py train --version data/bench/versions/bench_full.v1 --task data/bench/tasks/bench_full \
+        --base-model SmolLM2-135M-Instruct.Q4_1.gguf --out /tmp/qlora
+    # back on the CPU machine: merge, export q8_0, classify every test row; the CPU version's GGUF on the same rows
+    .venv/bin/python bench/qlora_cuda.py score --version data/bench/versions/bench_full.v1 --task data/bench/tasks/bench_full \
+        --adapter /tmp/qlora/adapter --train-result /tmp/qlora/qlora_cuda_train.json
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from common import machine, write_result  # noqa: E402
+
+
+def gpu() -> dict:
+    import torch
+
+    props = torch.cuda.get_device_properties(0)
+    return {"name": props.name, "memory_gib": round(props.total_memory / 2**30, 1), "capability": f"{props.major}.{props.minor}",
+            "torch": torch.__version__, "cuda": torch.version.cuda}
+
+
+def library_versions() -> dict:
+    from importlib.metadata import version
+
+    return {name: version(name) for name in ("transformers", "peft", "trl", "bitsandbytes", "datasets", "accelerate")}
+
+
+def train(args: argparse.Namespace) -> dict:
+    """Probe the step time on the CPU run's exact config, run it whole if it fits the time budget, else fewer epochs."""
+    import torch
+
+    from factory.integrations.models import hf_model_dir
+    from factory.training.sft import SFTRunConfig
+    from factory.training.sft import main as sft
+
+    if not torch.cuda.is_available():
+        raise SystemExit("train needs a CUDA GPU: on CPU the factory trains plain LoRA, which the quality benchmark measures")
+    started = time.perf_counter()
+    version, out = Path(args.version), Path(args.out)
+    settings = json.loads((version / "_configs" / "sft.json").read_text())
+    settings.update(base_model_dir=str(hf_model_dir(args.base_model, out / "cache")), task_dir=args.task,
+                    train_file=str(version / "dataset_splits" / "train.jsonl"),
+                    validation_file=str(version / "dataset_splits" / "validation.jsonl"))
+    probe = sft(SFTRunConfig(**{**settings, "max_steps": args.probe_steps, "output_dir": str(out / "probe")}))
+    seconds_per_step = probe["train_seconds"] / probe["steps"]
+    full_steps = probe["train_rows"] * settings["num_train_epochs"] / settings["per_device_train_batch_size"]
+    left = args.budget_seconds - (time.perf_counter() - started)
+    epochs = settings["num_train_epochs"]
+    if full_steps * seconds_per_step * 1.15 > left:  # margin for the first steps' warm-up and the save
+        epochs = max(1, int(left / 1.15 / seconds_per_step * settings["per_device_train_batch_size"] / probe["train_rows"]))
+    summary = sft(SFTRunConfig(**{**settings, "num_train_epochs": epochs, "output_dir": str(out / "run")}))
+    if summary["quantization"] != "nf4" or summary["device"] != "cuda":
+        raise SystemExit(f"expected nf4 on cuda, the run reports {summary['quantization']} on {summary['device']}")
+    cpu_run = json.loads((version / "lora_adapter" / "summary.json").read_text())
+    return {"gpu": gpu(), "libraries": library_versions(), "config": {**settings, "num_train_epochs": epochs},
+            "recipe_epochs": settings["num_train_epochs"], "probe": {"steps": probe["steps"], "seconds_per_step": seconds_per_step},
+            "qlora": summary, "cpu_lora": {k: cpu_run.get(k) for k in (
+                "train_rows", "train_loss", "train_seconds", "steps", "epochs", "tokens_per_second", "quantization",
+                "precision", "device", "peak_rss_mib")}}
+
+
+def classify_all(gguf: Path, task, rows: list[dict]) -> tuple[dict, dict]:
+    from factory.serve.classifier import GGUFClassifier
+
+    classifier = GGUFClassifier(str(gguf), task)
+    results = [classifier.classify(r["text"]) for r in rows]
+    labels = {r["id"]: c.label for r, c in zip(rows, results)}
+    metrics = task.build_contract().metrics([r["target"] for r in rows], [c.label for c in results])
+    latencies = sorted(c.latency_ms for c in results)
+    return {**metrics, "rows": len(rows), "latency_p50_ms": latencies[len(latencies) // 2]}, labels
+
+
+def score(args: argparse.Namespace) -> dict:
+    """Export the GPU adapter as the graph would and classify every test row with it and with the CPU run's GGUF."""
+    from quality import head_to_head
+
+    from factory.lib.examples import load_examples
+    from factory.lib.task import load_task
+    from factory.training.export_gguf import ExportConfig
+    from factory.training.export_gguf import main as export
+
+    version = Path(args.version)
+    task = load_task(args.task)
+    exported = json.loads((version / "gguf_model" / "summary.json").read_text())
+    out_dir = Path(args.adapter).parent / "gguf"
+    export(ExportConfig(base_model_dir=exported["base_model_dir"], adapter_dir=args.adapter, output_dir=str(out_dir),
+                        quantizations=["q8_0"]))
+    test = load_examples(task.path("test"), task.build_contract(), "test")
+    qlora, qlora_labels = classify_all(out_dir / "model-q8_0.gguf", task, test)
+    cpu, cpu_labels = classify_all(version / "gguf_model" / "model-q8_0.gguf", task, test)
+    trained = json.loads(Path(args.train_result).read_text())
+    return {**{k: trained[k] for k in ("gpu", "libraries", "config", "recipe_epochs", "probe", "qlora", "cpu_lora")},
+            "trained_at_commit": trained["commit"], "gpu_machine": trained["machine"],
+            "test_rows": len(test), "qlora_gguf_q8_0": qlora, "cpu_lora_gguf_q8_0": cpu,
+            "head_to_head": {"finetuned": "qlora_gguf_q8_0", "baseline": "cpu_lora_gguf_q8_0",
+                             **head_to_head(test, qlora_labels, cpu_labels, near_copies=set())}}
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name in ("train", "score"):
+        step = sub.add_parser(name)
+        step.add_argument("--version", required=True, help="a CPU run's version folder: its _configs/sft.json and splits")
+        step.add_argument("--task", required=True, help="that run's task folder")
+        step.add_argument("--name", default="qlora_cuda_train" if name == "train" else "qlora_cuda")
+        step.add_argument("--out", default=None, help="results folder (train: also the adapter's; score: default bench/results)")
+    train_args = sub.choices["train"]
+    train_args.add_argument("--base-model", required=True, help="packaged name, .gguf file or Hugging Face folder")
+    train_args.add_argument("--probe-steps", type=int, default=30)
+    train_args.add_argument("--budget-seconds", type=float, default=3600, help="fewer epochs than the recipe when it would not fit")
+    sub.choices["score"].add_argument("--adapter", required=True, help="the adapter train wrote (<out>/run/adapter)")
+    sub.choices["score"].add_argument("--train-result", required=True, help="the JSON train wrote")
+    args = parser.parse_args(argv)
+    payload = train(args) if args.command == "train" else score(args)
+    write_result(args.name, payload, args.out)
+    return payload
+
+
+if __name__ == "__main__":
+    main()
