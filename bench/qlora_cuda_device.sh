@@ -5,7 +5,7 @@
 #   bash bench/qlora_cuda_device.sh run BUDGET_S   # .devcarry/b: the rest of the GGUF, the CPU version's config and splits
 set -euo pipefail
 stage=/root/stage
-site=/tmp/site
+site=/root/site
 export PYTHONPATH=$site:$PWD PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 
 case "$1" in
