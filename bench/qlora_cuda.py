@@ -1,17 +1,18 @@
 """The QLoRA path on a CUDA GPU: the factory's training script re-run on a finished CPU version's own config, where
-`quantization: auto` means nf4 weights and paged 8-bit AdamW, then exported and scored here like any other fine-tune.
+`quantization: auto` means nf4 weights, then exported and scored here like any other fine-tune.
 
     # on the GPU machine: same rows, same recipe as the CPU run
     python bench/qlora_cuda.py train --version data/bench/versions/bench_full.v1 --task data/bench/tasks/bench_full \
         --base-model SmolLM2-135M-Instruct.Q4_1.gguf --out /tmp/qlora
     # back on the CPU machine: merge, export q8_0, classify every test row; the CPU version's GGUF on the same rows
     .venv/bin/python bench/qlora_cuda.py score --version data/bench/versions/bench_full.v1 --task data/bench/tasks/bench_full \
-        --adapter /tmp/qlora/adapter --train-result /tmp/qlora/qlora_cuda_train.json
+        --adapter /tmp/qlora/run/adapter --train-result /tmp/qlora/qlora_cuda_train.json
 """
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 import time
 from pathlib import Path
@@ -35,8 +36,18 @@ def library_versions() -> dict:
     return {name: version(name) for name in ("transformers", "peft", "trl", "bitsandbytes", "datasets", "accelerate")}
 
 
+PROBE_VARIANTS = {"recipe": {}, "paged_adamw_8bit": {"optimizer": "paged_adamw_8bit"},
+                  "gradient_checkpointing": {"gradient_checkpointing": True}}
+
+
+def probe_row(name: str, summary: dict) -> dict:
+    return {"variant": name, **{k: summary[k] for k in (
+        "optimizer", "gradient_checkpointing", "steps", "seconds_per_step_median", "tokens_per_second", "peak_gpu_mib",
+        "train_loss")}, "seconds_per_step": summary["train_seconds"] / summary["steps"]}
+
+
 def train(args: argparse.Namespace) -> dict:
-    """Probe the step time on the CPU run's exact config, run it whole if it fits the time budget, else fewer epochs."""
+    """Probe the step time of the CPU run's exact config (and of variants), then train it whole if it fits the budget."""
     import torch
 
     from factory.integrations.models import hf_model_dir
@@ -51,22 +62,25 @@ def train(args: argparse.Namespace) -> dict:
     settings.update(base_model_dir=str(hf_model_dir(args.base_model, out / "cache")), task_dir=args.task,
                     train_file=str(version / "dataset_splits" / "train.jsonl"),
                     validation_file=str(version / "dataset_splits" / "validation.jsonl"))
-    probe = sft(SFTRunConfig(**{**settings, "max_steps": args.probe_steps, "output_dir": str(out / "probe")}))
-    seconds_per_step = probe["train_seconds"] / probe["steps"]
-    full_steps = probe["train_rows"] * settings["num_train_epochs"] / settings["per_device_train_batch_size"]
+    probes = []
+    for name in ["recipe", *args.probe_variants]:
+        summary = sft(SFTRunConfig(**{**settings, **PROBE_VARIANTS[name], "max_steps": args.probe_steps,
+                                      "output_dir": str(out / f"probe_{name}")}))
+        probes.append(probe_row(name, summary))
+    steps = math.ceil(summary["train_rows"] / settings["per_device_train_batch_size"]) * settings["num_train_epochs"]
+    projected = steps * probes[0]["seconds_per_step_median"] + 30  # the model load and the save
     left = args.budget_seconds - (time.perf_counter() - started)
-    epochs = settings["num_train_epochs"]
-    if full_steps * seconds_per_step * 1.15 > left:  # margin for the first steps' warm-up and the save
-        epochs = max(1, int(left / 1.15 / seconds_per_step * settings["per_device_train_batch_size"] / probe["train_rows"]))
-    summary = sft(SFTRunConfig(**{**settings, "num_train_epochs": epochs, "output_dir": str(out / "run")}))
-    if summary["quantization"] != "nf4" or summary["device"] != "cuda":
-        raise SystemExit(f"expected nf4 on cuda, the run reports {summary['quantization']} on {summary['device']}")
     cpu_run = json.loads((version / "lora_adapter" / "summary.json").read_text())
-    return {"gpu": gpu(), "libraries": library_versions(), "config": {**settings, "num_train_epochs": epochs},
-            "recipe_epochs": settings["num_train_epochs"], "probe": {"steps": probe["steps"], "seconds_per_step": seconds_per_step},
-            "qlora": summary, "cpu_lora": {k: cpu_run.get(k) for k in (
-                "train_rows", "train_loss", "train_seconds", "steps", "epochs", "tokens_per_second", "quantization",
-                "precision", "device", "peak_rss_mib")}}
+    payload = {"gpu": gpu(), "libraries": library_versions(), "config": settings, "probes": probes,
+               "projected_seconds": projected, "seconds_left": left, "trained": projected < left,
+               "cpu_lora": {k: cpu_run.get(k) for k in ("train_rows", "train_loss", "train_seconds", "steps", "epochs",
+                                                        "tokens_per_second", "quantization", "precision", "device", "peak_rss_mib")}}
+    if payload["trained"]:  # never a shortened recipe: its accuracy would not compare with the CPU run's
+        qlora = sft(SFTRunConfig(**{**settings, "output_dir": str(out / "run")}))
+        if qlora["quantization"] != "nf4" or qlora["device"] != "cuda":
+            raise SystemExit(f"expected nf4 on cuda, the run reports {qlora['quantization']} on {qlora['device']}")
+        payload["qlora"] = qlora
+    return payload
 
 
 def classify_all(gguf: Path, task, rows: list[dict]) -> tuple[dict, dict]:
@@ -99,7 +113,10 @@ def score(args: argparse.Namespace) -> dict:
     qlora, qlora_labels = classify_all(out_dir / "model-q8_0.gguf", task, test)
     cpu, cpu_labels = classify_all(version / "gguf_model" / "model-q8_0.gguf", task, test)
     trained = json.loads(Path(args.train_result).read_text())
-    return {**{k: trained[k] for k in ("gpu", "libraries", "config", "recipe_epochs", "probe", "qlora", "cpu_lora")},
+    if not trained.get("trained"):
+        raise SystemExit(f"{args.train_result}: the GPU run only probed (projected {trained['projected_seconds']:.0f} s, "
+                         f"{trained['seconds_left']:.0f} s left); nothing to score")
+    return {**{k: trained[k] for k in ("gpu", "libraries", "config", "probes", "qlora", "cpu_lora")},
             "trained_at_commit": trained["commit"], "gpu_machine": trained["machine"],
             "test_rows": len(test), "qlora_gguf_q8_0": qlora, "cpu_lora_gguf_q8_0": cpu,
             "head_to_head": {"finetuned": "qlora_gguf_q8_0", "baseline": "cpu_lora_gguf_q8_0",
@@ -117,8 +134,10 @@ def main(argv: list[str] | None = None) -> dict:
         step.add_argument("--out", default=None, help="results folder (train: also the adapter's; score: default bench/results)")
     train_args = sub.choices["train"]
     train_args.add_argument("--base-model", required=True, help="packaged name, .gguf file or Hugging Face folder")
-    train_args.add_argument("--probe-steps", type=int, default=30)
-    train_args.add_argument("--budget-seconds", type=float, default=3600, help="fewer epochs than the recipe when it would not fit")
+    train_args.add_argument("--probe-steps", type=int, default=60, help="steps of each probe (the median step is what counts)")
+    train_args.add_argument("--probe-variants", nargs="*", default=[], choices=[v for v in PROBE_VARIANTS if v != "recipe"],
+                            help="also probe the recipe with these changed")
+    train_args.add_argument("--budget-seconds", type=float, default=3600, help="train only if the whole recipe fits in this")
     sub.choices["score"].add_argument("--adapter", required=True, help="the adapter train wrote (<out>/run/adapter)")
     sub.choices["score"].add_argument("--train-result", required=True, help="the JSON train wrote")
     args = parser.parse_args(argv)

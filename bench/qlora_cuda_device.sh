@@ -2,7 +2,8 @@
 # bench/qlora_cuda.py on a lent GPU machine without network, in two calls, because one call carries at most 64 MiB
 # (BENCHMARKS.md, "QLoRA on a GPU", says how .devcarry/ is packed):
 #   bash bench/qlora_cuda_device.sh stage          # .devcarry/a: wheels, tokenizer + task, first part of the base GGUF
-#   bash bench/qlora_cuda_device.sh run BUDGET_S   # .devcarry/b: the rest of the GGUF, the CPU version's config and splits
+#   bash bench/qlora_cuda_device.sh run BUDGET_S [--probe-variants ...]   # .devcarry/b: the rest of the GGUF, the CPU
+#                                                  # version's config and splits; trains only if the recipe fits BUDGET_S
 set -euo pipefail
 stage=/root/stage
 site=/root/site
@@ -38,9 +39,11 @@ run)
   echo "$(cat .devcarry/b/base.gguf.sha256)  $stage/base.gguf" | sha256sum -c -
   mkdir -p /root/cpu_run && tar -xzf .devcarry/b/version.tar.gz -C /root/cpu_run
   python3 bench/qlora_cuda.py train --version /root/cpu_run/version --task $stage/tiny/task --base-model $stage/base.gguf \
-      --out /root/qlora --budget-seconds "$2"
+      --out /root/qlora --budget-seconds "$2" "${@:3}"
   cp /root/qlora/qlora_cuda_train.json "$OUT/"
-  tar -C /root/qlora/run -czf /root/adapter.tar.gz adapter summary.json
-  split -b 15M /root/adapter.tar.gz "$OUT/adapter.tar.gz.part"
+  if [ -d /root/qlora/run ]; then  # files come back at most 16 MiB each
+    tar -C /root/qlora/run -czf /root/adapter.tar.gz adapter summary.json
+    split -b 15M /root/adapter.tar.gz "$OUT/adapter.tar.gz.part"
+  fi
   ;;
 esac

@@ -81,6 +81,29 @@ def install(result: dict) -> str:
     return "\n".join(lines)
 
 
+def qlora_cuda(result: dict) -> str:
+    """GPU probes of the CPU run's config, and once a whole run fits a lease, its GGUF against the CPU run's."""
+    gpu, cpu = result["gpu"], result["cpu_lora"]
+    lines = [f"**{gpu['name']}**, QLoRA (nf4) on {cpu['train_rows']} rows, batch {result['config']['per_device_train_batch_size']}; "
+             f"commit {result['commit']}, {result['date']}.", "",
+             "| probe | optimizer | checkpointing | steps | s per step (mean) | s per step (median) | tokens/s | peak GPU MiB | loss |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for p in result["probes"]:
+        lines.append(f"| {p['variant']} | {p['optimizer']} | {p['gradient_checkpointing']} | {p['steps']} | "
+                     f"{fmt(p['seconds_per_step'], 2)} | {fmt(p.get('seconds_per_step_median'), 2)} | {fmt(p['tokens_per_second'], 0)} | "
+                     f"{fmt(p['peak_gpu_mib'], 0)} | {fmt(p['train_loss'], 4)} |")
+    lines += ["", f"The same config as LoRA on the CPU machine: {cpu['train_seconds']:.0f} s for {cpu['steps']} steps "
+                  f"({cpu['train_seconds'] / cpu['steps']:.2f} s a step), {cpu['precision']}, {cpu['quantization']}."]
+    if "qlora_gguf_q8_0" in result:
+        tuned, base, h = result["qlora_gguf_q8_0"], result["cpu_lora_gguf_q8_0"], result["head_to_head"]
+        lines += ["", f"Whole run: {result['qlora']['train_seconds']:.0f} s. GGUF q8_0 classify on {tuned['rows']} test rows: QLoRA "
+                      f"{fmt(tuned['accuracy'])}, CPU LoRA {fmt(base['accuracy'])}; only QLoRA right {h['only_finetuned_right']}, "
+                      f"only CPU LoRA {h['only_baseline_right']} (McNemar p = {h['mcnemar_exact_p']:.2f})."]
+    elif run := result.get("full_run"):
+        lines += ["", f"Whole run: not trained: {run['why']}."]
+    return "\n".join(lines)
+
+
 def learning_curve(results: list[dict]) -> str:
     """One line per fine-tuned quality run, by training rows: what more data buys against the baselines.
     "same rows": the baseline refit on the fine-tune's own training split (absent from older results)."""
@@ -107,7 +130,7 @@ def main() -> None:
         result = json.loads(path.read_text())
         results.append(result)
         renderers = {"quality": quality, "inference": inference, "run_cost": run_cost, "training_step": training_step,
-                     "install": install}
+                     "install": install, "qlora_cuda": qlora_cuda}
         render = next(fn for prefix, fn in renderers.items() if result["benchmark"].startswith(prefix))
         m = result["machine"]
         family = f" (family {m['cpu_family']} model {m['cpu_model']})" if m.get("cpu_family") else ""  # older results lack it

@@ -1,5 +1,6 @@
 """Smoke tests: every benchmark script runs on a tiny input and writes its result, so none of them rots."""
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -54,6 +55,28 @@ def test_quality_benchmark_on_tiny_data(tmp_path, recipe, model_cache):
     assert 0 < h2h["mcnemar_exact_p"] <= 1
     # and against the strongest baseline fit on every seed row, the one the goal names
     assert not result["head_to_head_all_seed_rows"]["baseline"].endswith("_same_rows")
+
+    # qlora_cuda.py score on this version, its own adapter standing in for one trained on a GPU (train needs CUDA):
+    # exported again by hand, it must label every test row as the graph's export did
+    version = tmp_path / "work" / "versions" / "bench_pl4.v1"
+    stand_in = tmp_path / "qlora_cuda_train.json"
+    stand_in.write_text(json.dumps({"trained": True, "gpu": {"name": "none"}, "libraries": {}, "commit": "x", "machine": {},
+                                    "config": {"per_device_train_batch_size": 2}, "probes": [], "qlora": {"train_seconds": 1.0},
+                                    "cpu_lora": {}}))
+    adapter = tmp_path / "gpu_run" / "adapter"
+    shutil.copytree(version / "lora_adapter" / "adapter", adapter)
+    run("qlora_cuda.py", "score", "--version", str(version), "--task", str(tmp_path / "work" / "tasks" / "bench_pl4"),
+        "--adapter", str(adapter), "--train-result", str(stand_in), "--out", str(tmp_path / "results"), cwd=tmp_path)
+    scored = json.loads((tmp_path / "results" / "qlora_cuda.json").read_text())
+    assert scored["test_rows"] == scored["head_to_head"]["rows"] == 3 and (tmp_path / "gpu_run" / "gguf" / "model-q8_0.gguf").exists()
+    assert scored["head_to_head"]["only_finetuned_right"] == scored["head_to_head"]["only_baseline_right"] == 0
+    assert scored["qlora_gguf_q8_0"]["accuracy"] == scored["cpu_lora_gguf_q8_0"]["accuracy"]
+
+
+def test_qlora_cuda_benchmark_refuses_to_train_without_a_gpu(tmp_path):
+    done = subprocess.run([sys.executable, str(BENCH / "qlora_cuda.py"), "train", "--version", str(tmp_path), "--task", str(tmp_path),
+                           "--base-model", "smollm2-135m", "--out", str(tmp_path / "out")], cwd=tmp_path, capture_output=True, text=True)
+    assert done.returncode != 0 and "train needs a CUDA GPU" in done.stderr and not (tmp_path / "out").exists()
 
 
 def test_head_to_head_tests_the_disagreements_and_splits_by_near_copies(monkeypatch):

@@ -7,6 +7,7 @@ from __future__ import annotations
 import math
 import os
 import shutil
+import statistics
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -16,6 +17,11 @@ from pathlib import Path
 from factory.lib.files import atomic_dir, peak_rss_mib, read_jsonl, write_json
 from factory.lib.prompts import sft_record
 from factory.lib.task import load_task
+
+
+# A LoRA adapter's AdamW state is small, so plain AdamW is the default: paged 8-bit AdamW took 0.90 s a step against
+# 0.63 for QLoRA on SmolLM2-135M on an H200 (BENCHMARKS.md, "QLoRA on a GPU"); a choice for large models on small GPUs.
+OPTIMIZERS = ("adamw_torch", "adamw_8bit", "paged_adamw_8bit")
 
 
 @dataclass
@@ -41,6 +47,8 @@ class SFTRunConfig:
     gradient_checkpointing: bool = field(default=False, metadata={"help": "trade compute for memory (worth it on small GPUs)"})
     group_by_length: bool = field(default=True, metadata={"help": "batch rows of similar length: less padding"})
     quantization: str = field(default="auto", metadata={"help": "'nf4' (QLoRA), 'none', or 'auto': nf4 on CUDA only"})
+    optimizer: str = field(default="adamw_torch", metadata={
+        "help": f"one of {', '.join(OPTIMIZERS)}; the 8-bit ones are bitsandbytes', 'paged' spills state to host memory"})
     precision: str = field(default="auto", metadata={
         "help": "'bf16' mixed precision, 'fp32', or 'auto': bf16 on CUDA and on CPUs with AVX512-BF16 or AMX, else fp32"})
     seed: int = field(default=0, metadata={"help": "seeds data order, dropout and adapter init"})
@@ -52,6 +60,8 @@ class SFTRunConfig:
             raise ValueError(f"method must be 'lora' or 'full', got {self.method!r}")
         if self.precision not in ("auto", "bf16", "fp32"):
             raise ValueError(f"precision must be 'auto', 'bf16' or 'fp32', got {self.precision!r}")
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}")
         if self.method == "full" and self.quantization == "nf4":
             raise ValueError("quantization 'nf4' needs method 'lora': 4-bit weights cannot be trained directly")
 
@@ -97,6 +107,24 @@ def lm_head_on_answer_tokens_only() -> Iterator[None]:
         trl_utils._use_triton = uses_triton
 
 
+def step_clock():
+    """A trainer callback timing each optimizer step, so a short run's speed is not its warm-up (seconds on a GPU)."""
+    from transformers import TrainerCallback
+
+    class StepClock(TrainerCallback):
+        def __init__(self):
+            self.ends: list[float] = []
+
+        def on_step_end(self, args, state, control, **kwargs) -> None:
+            self.ends.append(time.perf_counter())
+
+        def median_seconds(self) -> float | None:
+            gaps = [b - a for a, b in zip(self.ends, self.ends[1:])]
+            return statistics.median(gaps) if gaps else None
+
+    return StepClock()
+
+
 def main(config: SFTRunConfig, log: Callable[[str], None] = print) -> dict:
     """Train a LoRA adapter on the task's chat-formatted rows and save it."""
     import torch
@@ -128,7 +156,8 @@ def main(config: SFTRunConfig, log: Callable[[str], None] = print) -> dict:
     if quantize:
         from peft import prepare_model_for_kbit_training
 
-        model = prepare_model_for_kbit_training(model)
+        # peft turns activation checkpointing on unless told; the recipe decides (on an H200: 0.63 s a step on, 0.42 off)
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=config.gradient_checkpointing)
     if not cuda:
         torch.set_num_threads(os.cpu_count() or 1)
 
@@ -156,7 +185,7 @@ def main(config: SFTRunConfig, log: Callable[[str], None] = print) -> dict:
             data_seed=config.seed,
             bf16=bf16,
             use_cpu=not cuda,
-            optim="paged_adamw_8bit" if quantize and cuda else "adamw_torch",
+            optim=config.optimizer,
             dataloader_num_workers=0,
             disable_tqdm=True,
         )
@@ -164,9 +193,10 @@ def main(config: SFTRunConfig, log: Callable[[str], None] = print) -> dict:
             r=config.lora_r, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
             target_modules=config.target_modules, task_type="CAUSAL_LM",
         )
+        clock = step_clock()
         trainer = SFTTrainer(
             model=model, args=args, train_dataset=train, eval_dataset=validation,
-            processing_class=tokenizer, peft_config=peft_config,
+            processing_class=tokenizer, peft_config=peft_config, callbacks=[clock],
         )
         parameters = list(trainer.model.parameters())
         trainable = sum(p.numel() for p in parameters if p.requires_grad)
@@ -189,10 +219,14 @@ def main(config: SFTRunConfig, log: Callable[[str], None] = print) -> dict:
             "steps": trainer.state.global_step,
             "epochs": epochs,
             "tokens_per_second": tokens * epochs / seconds if seconds else math.nan,
+            "seconds_per_step_median": clock.median_seconds(),
             "method": config.method,
             "trainable_parameters": trainable,
             "quantization": "nf4" if quantize else "none",
-            "precision": "bf16" if trainer.args.bf16 else "fp32",  # what the trainer ran, not what was asked
+            # what the trainer ran, not what was asked
+            "precision": "bf16" if trainer.args.bf16 else "fp32",
+            "optimizer": str(getattr(trainer.args.optim, "value", trainer.args.optim)),
+            "gradient_checkpointing": any(getattr(m, "gradient_checkpointing", False) is True for m in trainer.model.modules()),
             "device": "cuda" if cuda else "cpu",
             "peak_rss_mib": peak_rss_mib(),
             "peak_gpu_mib": torch.cuda.max_memory_allocated() / 2**20 if cuda else None,
