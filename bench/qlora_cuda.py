@@ -4,6 +4,8 @@
     # on the GPU machine: same rows, same recipe as the CPU run
     python bench/qlora_cuda.py train --version data/bench/versions/bench_full.v1 --task data/bench/tasks/bench_full \
         --base-model SmolLM2-135M-Instruct.Q4_1.gguf --out /tmp/qlora
+    # for a lent GPU machine without network (bench/qlora_cuda_device.sh runs it there): pack here first
+    .venv/bin/python bench/qlora_cuda.py pack --version data/bench/versions/bench_full.v1 --task data/bench/tasks/bench_full
     # back on the CPU machine: merge, export q8_0, classify every test row; the CPU version's GGUF on the same rows
     .venv/bin/python bench/qlora_cuda.py score --version data/bench/versions/bench_full.v1 --task data/bench/tasks/bench_full \
         --adapter /tmp/qlora/run/adapter --train-result /tmp/qlora/qlora_cuda_train.json
@@ -11,10 +13,16 @@
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import math
+import re
+import shutil
+import subprocess
 import sys
+import tarfile
 import time
+import zipfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -83,6 +91,68 @@ def train(args: argparse.Namespace) -> dict:
     return payload
 
 
+# What the GPU image lacks (it has torch, accelerate, numpy, pandas, pyarrow...), at the versions installed here.
+CARRIED = ["bitsandbytes", "trl", "datasets", "dill", "multiprocess", "gguf", "dagster-pipes", "transformers", "peft",
+           "pydantic", "pydantic_core", "annotated-types", "typing-inspection", "jsonschema", "jsonschema-specifications",
+           "referencing", "rpds-py", "typing_extensions"]
+CALL_BYTES = 64 * 2**20 - 2 * 2**20  # one device call carries 64 MiB, the repository (~1 MiB) included
+
+
+def strip_bitsandbytes(wheel: Path) -> None:
+    """Keep the CUDA 13 (the image's) and CPU libraries of the 17 bitsandbytes ships: 7 MiB instead of 43."""
+    drop = lambda name: name.endswith(".so") and not re.search(r"libbitsandbytes_(cpu|cuda13\d)\.so$", name)  # noqa: E731
+    scratch = wheel.with_suffix(".tmp")
+    with zipfile.ZipFile(wheel) as source, zipfile.ZipFile(scratch, "w", zipfile.ZIP_DEFLATED) as target:
+        for info in source.infolist():
+            if drop(info.filename):
+                continue
+            data = source.read(info.filename)
+            if info.filename.endswith("RECORD"):
+                data = b"".join(line + b"\n" for line in data.splitlines() if not drop(line.decode().split(",")[0]))
+            target.writestr(info, data)
+    scratch.replace(wheel)
+
+
+def pack(args: argparse.Namespace) -> dict:
+    """.devcarry/a (wheels, tokenizer and task, the GGUF's head) and .devcarry/b (its tail, the version's config and
+    splits): the two loads bench/qlora_cuda_device.sh stages and runs on a GPU machine without network."""
+    from importlib.metadata import version as installed
+
+    from factory.integrations.models import source_gguf
+
+    version, out = Path(args.version), Path(args.carry)
+    shutil.rmtree(out, ignore_errors=True)
+    first, second, wheels = out / "a", out / "b", out / "a" / "whl"
+    for folder in (first, second, wheels):
+        folder.mkdir(parents=True)
+    subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--only-binary=:all:", "--python-version",
+                    "3.12", "--implementation", "cp", *[f"--platform={p}" for p in (
+                        "manylinux_2_28_x86_64", "manylinux_2_24_x86_64", "manylinux_2_17_x86_64", "manylinux2014_x86_64", "any")],
+                    "-d", str(wheels), *[f"{name}=={installed(name)}" for name in CARRIED]], check=True)
+    strip_bitsandbytes(next(wheels.glob("bitsandbytes-*.whl")))
+    settings = json.loads((version / "_configs" / "sft.json").read_text())
+    base = Path(settings["base_model_dir"])
+    with tarfile.open(first / "tiny.tar.gz", "w:gz") as tiny:
+        for name in ("config.json", "tokenizer.json", "tokenizer_config.json", "chat_template.jinja"):
+            if (base / name).exists():
+                tiny.add(base / name, f"model/{name}")
+        tiny.add(args.task, "task")
+    with tarfile.open(second / "version.tar.gz", "w:gz") as cpu_run:
+        for name in ("_configs/sft.json", "dataset_splits", "lora_adapter/summary.json"):
+            cpu_run.add(version / name, f"version/{name}")
+    gguf = source_gguf(args.base_model)
+    head = CALL_BYTES - sum(f.stat().st_size for f in first.rglob("*") if f.is_file())
+    data = gguf.read_bytes()
+    (first / "base.gguf.part1").write_bytes(data[:head])
+    (second / "base.gguf.part2").write_bytes(data[head:])
+    (second / "base.gguf.sha256").write_text(hashlib.sha256(data).hexdigest() + "\n")
+    sizes = {load.name: sum(f.stat().st_size for f in load.rglob("*") if f.is_file()) for load in (first, second)}
+    if max(sizes.values()) > CALL_BYTES:
+        raise SystemExit(f"{out}: a load is over {CALL_BYTES} bytes ({sizes}); the base model is too large for two calls")
+    print(json.dumps(sizes))
+    return sizes
+
+
 def classify_all(gguf: Path, task, rows: list[dict]) -> tuple[dict, dict]:
     from factory.serve.classifier import GGUFClassifier
 
@@ -126,6 +196,11 @@ def score(args: argparse.Namespace) -> dict:
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
+    packing = sub.add_parser("pack")
+    packing.add_argument("--version", required=True)
+    packing.add_argument("--task", required=True)
+    packing.add_argument("--base-model", default="smollm2-135m", help="packaged name or .gguf file")
+    packing.add_argument("--carry", default=".devcarry", help="git-ignored folder the device calls carry")
     for name in ("train", "score"):
         step = sub.add_parser(name)
         step.add_argument("--version", required=True, help="a CPU run's version folder: its _configs/sft.json and splits")
@@ -141,6 +216,8 @@ def main(argv: list[str] | None = None) -> dict:
     sub.choices["score"].add_argument("--adapter", required=True, help="the adapter train wrote (<out>/run/adapter)")
     sub.choices["score"].add_argument("--train-result", required=True, help="the JSON train wrote")
     args = parser.parse_args(argv)
+    if args.command == "pack":
+        return pack(args)
     payload = train(args) if args.command == "train" else score(args)
     write_result(args.name, payload, args.out)
     return payload

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# bench/qlora_cuda.py on a lent GPU machine without network, in two calls, because one call carries at most 64 MiB
-# (BENCHMARKS.md, "QLoRA on a GPU", says how .devcarry/ is packed):
+# bench/qlora_cuda.py on a lent GPU machine without network, in two calls, because one call carries at most 64 MiB.
+# First, here: .venv/bin/python bench/qlora_cuda.py pack --version ... --task ...  (fills the git-ignored .devcarry/)
 #   bash bench/qlora_cuda_device.sh stage          # .devcarry/a: wheels, tokenizer + task, first part of the base GGUF
 #   bash bench/qlora_cuda_device.sh run BUDGET_S [--probe-variants ...]   # .devcarry/b: the rest of the GGUF, the CPU
 #                                                  # version's config and splits; trains only if the recipe fits BUDGET_S
@@ -15,7 +15,7 @@ stage)
   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target $site $stage/whl/*.whl
   mkdir -p $stage/tiny && tar -xzf $stage/tiny.tar.gz -C $stage/tiny
   nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv
-  # The whole QLoRA path on a 2-layer random model first: nf4 load, paged 8-bit AdamW, adapter save.
+  # The whole QLoRA path on a 2-layer random model first: nf4 load, a few steps, adapter save.
   python3 - <<'EOF'
 import json, pathlib, torch, bitsandbytes, transformers
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer

@@ -144,3 +144,24 @@ def test_install_benchmark_times_each_makefile_step(tmp_path):
     assert [s["step"] for s in result["steps"]] == ["mkdir -p", "python3 -c", "touch", "mkdir -p", "touch"]
     assert result["total_seconds"] >= sum(s["seconds"] for s in result["steps"]) - 0.5
     assert not (tmp_path / ".venv").exists()  # it installs into a scratch venv, never the checkout's own
+
+
+def test_qlora_cuda_pack_keeps_only_the_cuda_13_and_cpu_libraries_of_bitsandbytes(tmp_path, monkeypatch):
+    import zipfile
+
+    monkeypatch.syspath_prepend(str(BENCH))
+    from qlora_cuda import strip_bitsandbytes
+
+    names = ["bitsandbytes/__init__.py", "bitsandbytes/libbitsandbytes_cpu.so", "bitsandbytes/libbitsandbytes_cuda118.so",
+             "bitsandbytes/libbitsandbytes_cuda130.so", "bitsandbytes/libbitsandbytes_cuda132.so",
+             "bitsandbytes/libbitsandbytes_rocm64.so"]
+    wheel = tmp_path / "bitsandbytes-0.50.2-py3-none-any.whl"
+    with zipfile.ZipFile(wheel, "w") as archive:
+        for name in names:
+            archive.writestr(name, name)
+        archive.writestr("bitsandbytes-0.50.2.dist-info/RECORD", "".join(f"{n},sha256=x,1\n" for n in names))
+    strip_bitsandbytes(wheel)
+    kept = [n for i, n in enumerate(names) if i in (0, 1, 3, 4)]
+    with zipfile.ZipFile(wheel) as archive:
+        assert sorted(archive.namelist()) == sorted([*kept, "bitsandbytes-0.50.2.dist-info/RECORD"])
+        assert [line.split(",")[0] for line in archive.read("bitsandbytes-0.50.2.dist-info/RECORD").decode().splitlines()] == kept
