@@ -27,7 +27,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from common import machine, write_result  # noqa: E402
+from common import commit, write_result  # noqa: E402
 
 
 def gpu() -> dict:
@@ -146,6 +146,7 @@ def pack(args: argparse.Namespace) -> dict:
     (first / "base.gguf.part1").write_bytes(data[:head])
     (second / "base.gguf.part2").write_bytes(data[head:])
     (second / "base.gguf.sha256").write_text(hashlib.sha256(data).hexdigest() + "\n")
+    (second / "commit").write_text(commit() + "\n")  # the GPU machine's copy has no .git
     sizes = {load.name: sum(f.stat().st_size for f in load.rglob("*") if f.is_file()) for load in (first, second)}
     if max(sizes.values()) > CALL_BYTES:
         raise SystemExit(f"{out}: a load is over {CALL_BYTES} bytes ({sizes}); the base model is too large for two calls")
@@ -173,6 +174,10 @@ def score(args: argparse.Namespace) -> dict:
     from factory.training.export_gguf import ExportConfig
     from factory.training.export_gguf import main as export
 
+    trained = json.loads(Path(args.train_result).read_text())
+    if not trained.get("trained"):
+        raise SystemExit(f"{args.train_result}: the GPU run only probed (projected {trained['projected_seconds']:.0f} s, "
+                         f"{trained['seconds_left']:.0f} s left); nothing to score")
     version = Path(args.version)
     task = load_task(args.task)
     exported = json.loads((version / "gguf_model" / "summary.json").read_text())
@@ -182,10 +187,6 @@ def score(args: argparse.Namespace) -> dict:
     test = load_examples(task.path("test"), task.build_contract(), "test")
     qlora, qlora_labels = classify_all(out_dir / "model-q8_0.gguf", task, test)
     cpu, cpu_labels = classify_all(version / "gguf_model" / "model-q8_0.gguf", task, test)
-    trained = json.loads(Path(args.train_result).read_text())
-    if not trained.get("trained"):
-        raise SystemExit(f"{args.train_result}: the GPU run only probed (projected {trained['projected_seconds']:.0f} s, "
-                         f"{trained['seconds_left']:.0f} s left); nothing to score")
     return {**{k: trained[k] for k in ("gpu", "libraries", "config", "probes", "qlora", "cpu_lora")},
             "trained_at_commit": trained["commit"], "gpu_machine": trained["machine"],
             "test_rows": len(test), "qlora_gguf_q8_0": qlora, "cpu_lora_gguf_q8_0": cpu,

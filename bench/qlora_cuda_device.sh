@@ -38,7 +38,7 @@ run)
   cat $stage/base.gguf.part1 .devcarry/b/base.gguf.part2 > $stage/base.gguf
   echo "$(cat .devcarry/b/base.gguf.sha256)  $stage/base.gguf" | sha256sum -c -
   mkdir -p /root/cpu_run && tar -xzf .devcarry/b/version.tar.gz -C /root/cpu_run
-  python3 bench/qlora_cuda.py train --version /root/cpu_run/version --task $stage/tiny/task --base-model $stage/base.gguf \
+  FACTORY_COMMIT=$(cat .devcarry/b/commit) python3 bench/qlora_cuda.py train --version /root/cpu_run/version --task $stage/tiny/task --base-model $stage/base.gguf \
       --out /root/qlora --budget-seconds "$2" "${@:3}"
   cp /root/qlora/qlora_cuda_train.json "$OUT/"
   if [ -d /root/qlora/run ]; then  # files come back at most 16 MiB each

@@ -73,10 +73,17 @@ def test_quality_benchmark_on_tiny_data(tmp_path, recipe, model_cache):
     assert scored["qlora_gguf_q8_0"]["accuracy"] == scored["cpu_lora_gguf_q8_0"]["accuracy"]
 
 
-def test_qlora_cuda_benchmark_refuses_to_train_without_a_gpu(tmp_path):
-    done = subprocess.run([sys.executable, str(BENCH / "qlora_cuda.py"), "train", "--version", str(tmp_path), "--task", str(tmp_path),
-                           "--base-model", "smollm2-135m", "--out", str(tmp_path / "out")], cwd=tmp_path, capture_output=True, text=True)
+def test_qlora_cuda_benchmark_refuses_to_train_without_a_gpu_or_score_a_probe(tmp_path):
+    def qlora_cuda(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, str(BENCH / "qlora_cuda.py"), *args, "--version", str(tmp_path), "--task",
+                               str(tmp_path), "--out", str(tmp_path / "out")], cwd=tmp_path, capture_output=True, text=True)
+
+    done = qlora_cuda("train", "--base-model", "smollm2-135m")
     assert done.returncode != 0 and "train needs a CUDA GPU" in done.stderr and not (tmp_path / "out").exists()
+    probe_only = tmp_path / "qlora_cuda_train.json"
+    probe_only.write_text(json.dumps({"trained": False, "projected_seconds": 900.0, "seconds_left": 400.0}))
+    done = qlora_cuda("score", "--adapter", str(tmp_path / "run" / "adapter"), "--train-result", str(probe_only))
+    assert done.returncode != 0 and "only probed (projected 900 s, 400 s left)" in done.stderr
 
 
 def test_head_to_head_tests_the_disagreements_and_splits_by_near_copies(monkeypatch):
