@@ -155,14 +155,15 @@ def pack(args: argparse.Namespace) -> dict:
 
 
 def classify_all(gguf: Path, task, rows: list[dict]) -> tuple[dict, dict]:
+    from quality import latency_fields
+
     from factory.serve.classifier import GGUFClassifier
 
     classifier = GGUFClassifier(str(gguf), task)
     results = [classifier.classify(r["text"]) for r in rows]
     labels = {r["id"]: c.label for r, c in zip(rows, results)}
     metrics = task.build_contract().metrics([r["target"] for r in rows], [c.label for c in results])
-    latencies = sorted(c.latency_ms for c in results)
-    return {**metrics, "rows": len(rows), "latency_p50_ms": latencies[len(latencies) // 2]}, labels
+    return {**metrics, "rows": len(rows), **latency_fields([c.latency_ms for c in results])}, labels
 
 
 def score(args: argparse.Namespace) -> dict:
