@@ -13,6 +13,7 @@ import argparse
 import json
 import multiprocessing as mp
 import os
+import re
 import statistics
 import sys
 import time
@@ -68,6 +69,14 @@ def measure(path: str, spec: dict, texts: list[str], concurrency: int) -> dict:
     latencies = sorted(ms for _, ms in results)
     return {"answers": [a for a, _ in results], "requests_per_second": len(texts) / wall,
             "latency_p50_ms": statistics.median(latencies), "latency_p95_ms": latencies[max(0, round(0.95 * len(latencies)) - 1)]}
+
+
+def llama_cpp_build() -> dict:
+    """Which llama.cpp build ran: a native build and the portable one differ in speed, not in results."""
+    import llama_cpp
+
+    info = llama_cpp.llama_print_system_info().decode()  # "CPU : SSE3 = 1 | AVX2 = 1 | ..."
+    return {"version": llama_cpp.__version__, "cpu_features": sorted(re.findall(r"(\w+) = 1", info))}
 
 
 def classify_breakdown(spec: dict, texts: list[str]) -> dict:
@@ -153,7 +162,8 @@ def main(argv: list[str] | None = None) -> dict:
     if "transformers_generate@1" in results and "factory_classify@1" in results:
         ratios["classify_vs_transformers_latency_p50"] = (results["factory_classify@1"]["latency_p50_ms"]
                                                           / results["transformers_generate@1"]["latency_p50_ms"])
-    payload = {"task": task_name, "gguf": gguf, "rows": len(rows), "results": results, "ratios": ratios}
+    payload = {"task": task_name, "gguf": gguf, "rows": len(rows), "results": results, "ratios": ratios,
+               "llama_cpp": llama_cpp_build()}
     if "factory_classify" in args.paths.split(","):
         payload["classify_breakdown"] = breakdown = classify_breakdown(spec, texts)
         if base:  # the ratio the classify path would reach if choosing the label cost nothing

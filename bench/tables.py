@@ -35,9 +35,17 @@ def quality(result: dict) -> str:
     return "\n".join(lines)
 
 
+def llama_cpp_build(result: dict) -> str:
+    build = result.get("llama_cpp")  # absent from older results
+    if not build:
+        return ""
+    wide = [f for f in build["cpu_features"] if f.startswith("AVX512")]
+    return f" llama-cpp-python {build['version']}, {'native build (' + ', '.join(wide) + ')' if wide else 'AVX2 build'}."
+
+
 def inference(result: dict) -> str:
     lines = [f"**{result['task']}**, {result['rows']} test messages, `{Path(result['gguf']).name}`; commit {result['commit']}, "
-             f"{result['date']}.", "", "| path @ concurrency | requests/s | p50 ms | p95 ms | accuracy | invalid |",
+             f"{result['date']}.{llama_cpp_build(result)}", "", "| path @ concurrency | requests/s | p50 ms | p95 ms | accuracy | invalid |",
              "|---|---|---|---|---|---|"]
     for name, m in result["results"].items():
         lines.append(f"| {name} | {fmt(m['requests_per_second'], 1)} | {fmt(m['latency_p50_ms'], 1)} | "

@@ -102,3 +102,6 @@ def test_inference_benchmark_runs_on_the_exported_model(pipeline, tmp_path):
     # the system prompt stays cached: each request evaluates only part of its prompt
     assert breakdown["new_prompt_tokens_mean"] < breakdown["prompt_tokens_mean"]
     assert result["ratios"]["prompt_only_vs_chat_latency_p50"] > 0
+    import llama_cpp
+
+    assert result["llama_cpp"]["version"] == llama_cpp.__version__ and result["llama_cpp"]["cpu_features"]
