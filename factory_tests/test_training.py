@@ -1,4 +1,6 @@
 """Tier 4: the training script's full fine-tune on the real packaged model, a few steps, through export."""
+from pathlib import Path
+
 import pytest
 
 from factory.lib.files import write_jsonl
@@ -55,6 +57,20 @@ def test_sft_refuses_settings_it_cannot_honour(tmp_path, tiny_task, overrides, m
     with pytest.raises(ValueError, match=message):
         sft.main(_config(tiny_task, tmp_path / "no-model", tmp_path / "out", **overrides), log=lambda _: None)
     assert not (tmp_path / "out").exists()
+
+
+ROOT = Path(__file__).resolve().parents[1]
+RECIPE_FILES = sorted(path for folder in ("factory/recipes", "bench/recipes") for path in (ROOT / folder).glob("*.yaml"))
+
+
+@pytest.mark.parametrize("recipe", RECIPE_FILES, ids=lambda path: f"{path.parent.parent.name}/{path.stem}")
+def test_every_recipe_builds_an_sft_config(recipe, tmp_path):
+    # A misspelt key or a bad value in a recipe fails here, not hours into a run.
+    from factory.lib.recipes import load_recipe
+    from factory.training.sft import SFTRunConfig
+
+    config = SFTRunConfig(base_model_dir="m", task_dir="t", train_file="f", output_dir=str(tmp_path), **load_recipe(str(recipe)))
+    assert config.num_train_epochs > 0 and config.learning_rate > 0
 
 
 @pytest.mark.parametrize("checkpointing", [False, True])
