@@ -125,6 +125,7 @@ def learning_curve(results: list[dict]) -> str:
         recipe = Path(r["recipe"]).stem
         recipe += " (answers in words)" if r.get("answer_words") else ""
         recipe += f", seed {r['seed']}" if r.get("seed") else ""
+        recipe += f", {r['variants_per_seed']} generated variant(s) per seed" if r.get("variants_per_seed") else ""
         lines.append(f"| {r['train_rows']} | {a['train_rows']} | {base} | {recipe} | {a['epochs']:g} | "
                      f"{a['train_seconds']:.0f} | {a['tokens_per_second']:.0f} | {fmt(m['tfidf_logreg']['accuracy'])} | "
                      f"{fmt(m['minilm_logreg']['accuracy'])} | {fmt(m.get('minilm_logreg_same_rows', {}).get('accuracy'))} | "
