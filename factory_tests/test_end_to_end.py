@@ -88,6 +88,8 @@ def test_inference_benchmark_runs_on_the_exported_model(pipeline, tmp_path):
     import sys
     from pathlib import Path
 
+    import llama_cpp
+
     _, version, storage = pipeline
     bench = Path(__file__).resolve().parents[1] / "bench" / "inference.py"
     subprocess.run([sys.executable, str(bench), "--version-dir", str(version), "--rows", "3", "--concurrency", "1,2",
@@ -102,6 +104,4 @@ def test_inference_benchmark_runs_on_the_exported_model(pipeline, tmp_path):
     # the system prompt stays cached: each request evaluates only part of its prompt
     assert breakdown["new_prompt_tokens_mean"] < breakdown["prompt_tokens_mean"]
     assert result["ratios"]["prompt_only_vs_chat_latency_p50"] > 0
-    import llama_cpp
-
     assert result["llama_cpp"]["version"] == llama_cpp.__version__ and result["llama_cpp"]["cpu_features"]

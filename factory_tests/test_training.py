@@ -4,6 +4,7 @@ from pathlib import Path
 import pytest
 
 from factory.lib.files import write_jsonl
+from factory.lib.recipes import RECIPES_DIR, load_recipe
 from factory_tests.conftest import TINY_SEEDS
 
 
@@ -59,14 +60,13 @@ def test_sft_refuses_settings_it_cannot_honour(tmp_path, tiny_task, overrides, m
     assert not (tmp_path / "out").exists()
 
 
-ROOT = Path(__file__).resolve().parents[1]
-RECIPE_FILES = sorted(path for folder in ("factory/recipes", "bench/recipes") for path in (ROOT / folder).glob("*.yaml"))
+BENCH_RECIPES_DIR = Path(__file__).resolve().parents[1] / "bench" / "recipes"
+RECIPE_FILES = sorted(path for folder in (RECIPES_DIR, BENCH_RECIPES_DIR) for path in folder.glob("*.yaml"))
 
 
 @pytest.mark.parametrize("recipe", RECIPE_FILES, ids=lambda path: f"{path.parent.parent.name}/{path.stem}")
 def test_every_recipe_builds_an_sft_config(recipe, tmp_path):
     # A misspelt key or a bad value in a recipe fails here, not hours into a run.
-    from factory.lib.recipes import load_recipe
     from factory.training.sft import SFTRunConfig
 
     config = SFTRunConfig(base_model_dir="m", task_dir="t", train_file="f", output_dir=str(tmp_path), **load_recipe(str(recipe)))
