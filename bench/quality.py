@@ -28,7 +28,7 @@ from common import write_result  # noqa: E402
 from factory.lib.examples import load_examples  # noqa: E402
 from factory.lib.files import peak_rss_mib, read_jsonl, sample_rows, write_jsonl  # noqa: E402
 from factory.lib.gates import GateConfig  # noqa: E402
-from factory.lib.importer import ImportOptions, import_task  # noqa: E402
+from factory.lib.importer import ImportOptions, import_task, label_words  # noqa: E402
 from factory.lib.task import load_task  # noqa: E402
 
 
@@ -238,6 +238,12 @@ def finetune_rows(data_root: Path, task_name: str, recipe: str, quantizations: l
                                                    "peak_rss_mib")}}
 
 
+def answer_style(contract) -> str:
+    if not contract.answers:
+        return "labels"
+    return "words" if all(contract.render(label) == label_words(label) for label in contract.labels) else "distinct first words"
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", required=True, help="folder with train.jsonl and test.jsonl ({text, label} lines)")
@@ -262,6 +268,8 @@ def main(argv: list[str] | None = None) -> dict:
                         help="share of accepted rows held out for validation loss; 0 trains on all of them")
     parser.add_argument("--answer-words", action="store_true",
                         help="import the task with the model answering labels in words (card_arrival -> card arrival)")
+    parser.add_argument("--distinct-first-words", action="store_true",
+                        help="import with answers in words that each start with their own word (implies --answer-words)")
     parser.add_argument("--skip-finetune", action="store_true")
     parser.add_argument("--reuse", action="store_true", help="keep an already trained version; only score it again")
     parser.add_argument("--skip-base", action="store_true")
@@ -269,16 +277,19 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--name", default=None, help="result file name (default from the regime)")
     parser.add_argument("--out", default=None, help="results folder (default bench/results)")
     args = parser.parse_args(argv)
+    args.answer_words = args.answer_words or args.distinct_first_words
+    style = "distinct first words" if args.distinct_first_words else "words" if args.answer_words else "labels"
 
     data, work = Path(args.data), Path(args.work).resolve()
     tasks = work / "tasks"
     full = tasks / "bench_full"
     if not full.exists():
         import_task(data / "train.jsonl", "bench_full", tasks,
-                    ImportOptions(dev_per_label=2, golden_per_label=2, seed=args.seed, answer_words=args.answer_words),
+                    ImportOptions(dev_per_label=2, golden_per_label=2, seed=args.seed, answer_words=args.answer_words,
+                                  distinct_first_words=args.distinct_first_words),
                     test_source=data / "test.jsonl")
-    elif bool(load_task(full).contract.answers) != args.answer_words:
-        raise SystemExit(f"{full} was imported {'with' if not args.answer_words else 'without'} --answer-words; "
+    elif answer_style(load_task(full).contract) != style:
+        raise SystemExit(f"{full} was imported with answers as {answer_style(load_task(full).contract)}, not {style}; "
                          "use another --work folder")
     regime = f"pl{args.train_per_label}" if args.train_per_label else (f"r{args.train_rows}" if args.train_rows else "all")
     task_dir = subsample(full, tasks / f"bench_{regime}", args.train_per_label, args.train_rows, args.seed) \
@@ -301,7 +312,8 @@ def main(argv: list[str] | None = None) -> dict:
                "llm_rows": args.llm_rows, "hf_rows": args.hf_rows, "report_rows": args.report_rows, "recipe": args.recipe,
                "base_model": args.base_model, "chat_template": args.chat_template,
                "variants_per_seed": args.variants_per_seed, "validation_fraction": args.validation_fraction,
-               "answer_words": args.answer_words, "seed": args.seed, "models": models}
+               "answer_words": args.answer_words,
+               "distinct_first_words": args.distinct_first_words, "seed": args.seed, "models": models}
     if not args.skip_finetune:
         tuned = finetune_rows(work, task_dir.name, args.recipe, args.quantizations.split(","), args.hf_rows, args.llm_rows,
                               args.report_rows, args.variants_per_seed, args.reuse, args.base_model, args.chat_template,

@@ -91,7 +91,7 @@ def cmd_task_import(args) -> int:
         text_field=args.text_field, label_field=args.label_field, id_field=args.id_field,
         split_field=args.split_field, test_value=args.test_value, test_per_label=args.test_per_label,
         dev_per_label=args.dev_per_label, golden_per_label=args.golden_per_label, seed=args.seed,
-        answer_words=args.answer_words,
+        answer_words=args.answer_words, distinct_first_words=args.distinct_first_words,
     )
     folder = import_task(args.file, args.name, data_root() / "tasks", options, test_source=args.test_file)
     print(f"task written to {folder}; next: factory version new --task {args.name}")
@@ -133,6 +133,9 @@ def parser() -> argparse.ArgumentParser:
     imp.add_argument("--seed", type=int, default=0)
     imp.add_argument("--answer-words", action="store_true",
                      help="the model answers a label in words (card_arrival -> card arrival); scores still use the label")
+    imp.add_argument("--distinct-first-words", action="store_true",
+                     help="answers in words, each starting with a word no other answer starts with (card_arrival -> "
+                          "arrival card), so the classify path decides from one forward pass; implies --answer-words")
     imp.set_defaults(func=cmd_task_import)
     return top
 
