@@ -115,3 +115,26 @@ def test_a_verbalizer_decodes_its_words_and_returns_the_label(shared_prefix_clas
     assert set(classifier.sequences) == set(words.values())
     results = [classifier.classify(t) for t in TEXTS + ["My new card still has not come in the post."]]
     assert all(r.label in SHARED_PREFIX_LABELS and r.answer == words[r.label] for r in results)
+
+
+def test_answers_with_distinct_first_words_need_only_the_prompt_pass(shared_prefix_classifier):
+    from factory.lib.importer import distinct_first_word_answers
+
+    task, _ = shared_prefix_classifier
+    answers = distinct_first_word_answers(sorted(SHARED_PREFIX_LABELS))
+    worded = task.model_copy(update={"contract": task.contract.model_copy(update={"answers": answers}),
+                                     "system_prompt": "Classify the banking message. Answer with one of: "
+                                                      + ", ".join(answers.values()) + "."})
+    classifier = GGUFClassifier(str(packaged_gguf("smollm2-135m")), worded)
+    assert len({sequence[0] for sequence in classifier.sequences.values()}) == len(answers)  # the precondition
+    llm, batches = classifier.llm, []
+    evaluate = llm.eval
+    llm.eval = lambda tokens: (batches.append(len(tokens)), evaluate(tokens))
+    texts = TEXTS + ["My new card still has not come in the post.", "How do I set a different PIN?"]
+    try:
+        results = [classifier.classify(t) for t in texts]
+    finally:
+        del llm.eval
+    assert len(batches) == len(texts)  # one forward pass a request: the new part of the prompt
+    assert all(r.label in SHARED_PREFIX_LABELS and r.answer == answers[r.label] for r in results)
+    assert len({r.label for r in results}) >= 2

@@ -108,3 +108,27 @@ def test_answer_words_make_the_model_answer_in_words_and_clashing_words_are_refu
     with pytest.raises(DataError, match="field 'label': labels 'top-up' and 'top_up' have the same answer 'top up'"):
         import_task(clash, "clash", tmp_path / "tasks", ImportOptions(test_per_label=3, answer_words=True))
     assert not (tmp_path / "tasks" / "clash").exists()
+
+
+def test_distinct_first_words_give_every_answer_its_own_first_word(tmp_path):
+    labels = ("card_arrival", "card_linking", "card_not_working", "lost_or_stolen_phone", "top_up_failed", "top_up_limits")
+    source = tmp_path / "in.jsonl"
+    source.write_text("".join(json.dumps({"text": f"row {i} {lab}", "label": lab}) + "\n" for lab in labels for i in range(12)))
+    task = load_task(import_task(source, "firsts", tmp_path / "tasks", ImportOptions(test_per_label=3, distinct_first_words=True)))
+    contract = task.build_contract()
+    answers = {label: contract.render(label) for label in labels}
+    assert len({a.split()[0] for a in answers.values()}) == len(labels)
+    for label, answer in answers.items():  # a rotation of the label's words, so nothing is lost
+        words = label.replace("_", " ").split()
+        assert any(answer.split() == words[i:] + words[:i] for i in range(len(words))), (label, answer)
+        assert contract.parse_answer(answer) == label
+    assert answers["lost_or_stolen_phone"] == "lost or stolen phone"  # already first: left as written
+    assert answers["card_not_working"].split()[0] in {"card", "working"}  # never the stop word `not`
+    assert sum(a == label.replace("_", " ") for label, a in answers.items()) == 3  # as few moved as possible
+
+    impossible = tmp_path / "impossible.jsonl"
+    impossible.write_text("".join(json.dumps({"text": f"row {i} {lab}", "label": lab}) + "\n"
+                                  for lab in ("top_up", "up_top", "top_top_up") for i in range(12)))
+    with pytest.raises(DataError, match=r"field 'label': labels \['.*'\] cannot each start with a word no other answer"):
+        import_task(impossible, "impossible", tmp_path / "tasks", ImportOptions(test_per_label=3, distinct_first_words=True))
+    assert not (tmp_path / "tasks" / "impossible").exists()

@@ -10,13 +10,16 @@ from pathlib import Path
 import numpy as np
 import yaml
 from scipy.optimize import linear_sum_assignment
-from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
 
 from factory.lib.contracts import ContractError, build_contract
 from factory.lib.errors import DataError
 from factory.lib.files import atomic_dir, read_jsonl, sha256_rows, write_jsonl
 
 MAX_LABELS_IN_PROMPT = 30
+# Words that should not lead an answer. Written out because sklearn's stop list holds words labels rely on
+# (top, bill, call, system).
+FUNCTION_WORDS = frozenset("a an and are as at be by for from in into is it my no not of on or our the to up via was with "
+                           "your".split())
 
 
 @dataclass(frozen=True)
@@ -100,8 +103,8 @@ def label_words(label: str) -> str:
 def distinct_first_word_answers(labels: list[str]) -> dict[str, str]:
     """Label -> its words rotated to start at a word no other answer starts with, moving as few words as possible.
 
-    An assignment problem (labels to first words), solved exactly by scipy; stop words lead only when nothing else
-    is left, since `or stolen phone lost` says less than `stolen phone lost or`.
+    An assignment problem (labels to first words), solved exactly by scipy; function words lead only when nothing
+    else is left, since `or stolen phone lost` says less than `stolen phone lost or`.
     """
     words = {label: label_words(label).split() for label in labels}
     firsts = sorted({word.lower() for ws in words.values() for word in ws})
@@ -110,7 +113,7 @@ def distinct_first_word_answers(labels: list[str]) -> dict[str, str]:
     cost = np.full((len(labels), len(firsts)), unusable)
     for i, label in enumerate(labels):
         for position, word in enumerate(words[label]):
-            penalty = position + (len(words[label]) if word.lower() in ENGLISH_STOP_WORDS else 0)
+            penalty = position + (len(words[label]) if word.lower() in FUNCTION_WORDS else 0)
             cost[i, column[word.lower()]] = min(cost[i, column[word.lower()]], penalty)
     rows, cols = linear_sum_assignment(cost)
     stuck = sorted(labels[i] for i, j in zip(rows, cols) if cost[i, j] >= unusable)
