@@ -238,10 +238,11 @@ def finetune_rows(data_root: Path, task_name: str, recipe: str, quantizations: l
                                                    "peak_rss_mib")}}
 
 
-def answer_style(contract) -> str:
-    if not contract.answers:
+def answer_style(task_dir: Path) -> str:
+    answers = load_task(task_dir).build_contract().answers
+    if not answers:
         return "labels"
-    return "words" if all(contract.render(label) == label_words(label) for label in contract.labels) else "distinct first words"
+    return "words" if all(answer == label_words(label) for label, answer in answers.items()) else "distinct first words"
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -288,9 +289,8 @@ def main(argv: list[str] | None = None) -> dict:
                     ImportOptions(dev_per_label=2, golden_per_label=2, seed=args.seed, answer_words=args.answer_words,
                                   distinct_first_words=args.distinct_first_words),
                     test_source=data / "test.jsonl")
-    elif answer_style(load_task(full).contract) != style:
-        raise SystemExit(f"{full} was imported with answers as {answer_style(load_task(full).contract)}, not {style}; "
-                         "use another --work folder")
+    elif answer_style(full) != style:
+        raise SystemExit(f"{full} was imported with answers as {answer_style(full)}, not {style}; use another --work folder")
     regime = f"pl{args.train_per_label}" if args.train_per_label else (f"r{args.train_rows}" if args.train_rows else "all")
     task_dir = subsample(full, tasks / f"bench_{regime}", args.train_per_label, args.train_rows, args.seed) \
         if regime != "all" else full

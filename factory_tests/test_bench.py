@@ -55,6 +55,12 @@ def test_quality_benchmark_on_tiny_data(tmp_path, recipe, model_cache):
     assert 0 < h2h["mcnemar_exact_p"] <= 1
     # and against the strongest baseline fit on every seed row, the one the goal names
     assert not result["head_to_head_all_seed_rows"]["baseline"].endswith("_same_rows")
+    # a work folder keeps the answers it was imported with: asking for others is refused before anything runs
+    refused = subprocess.run([sys.executable, str(BENCH / "quality.py"), "--data", str(data), "--work", str(tmp_path / "work"),
+                              "--distinct-first-words", "--out", str(tmp_path / "results")],
+                             cwd=tmp_path, capture_output=True, text=True)
+    assert refused.returncode != 0
+    assert "imported with answers as labels, not distinct first words; use another --work folder" in refused.stderr
 
     # qlora_cuda.py score on this version, its own adapter standing in for one trained on a GPU (train needs CUDA):
     # exported again by hand, it must label every test row as the graph's export did
