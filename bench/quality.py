@@ -289,8 +289,8 @@ def main(argv: list[str] | None = None) -> dict:
                     ImportOptions(dev_per_label=2, golden_per_label=2, seed=args.seed, answer_words=args.answer_words,
                                   distinct_first_words=args.distinct_first_words),
                     test_source=data / "test.jsonl")
-    elif answer_style(full) != style:
-        raise SystemExit(f"{full} was imported with answers as {answer_style(full)}, not {style}; use another --work folder")
+    elif (imported := answer_style(full)) != style:
+        raise SystemExit(f"{full} was imported with answers as {imported}, not {style}; use another --work folder")
     regime = f"pl{args.train_per_label}" if args.train_per_label else (f"r{args.train_rows}" if args.train_rows else "all")
     task_dir = subsample(full, tasks / f"bench_{regime}", args.train_per_label, args.train_rows, args.seed) \
         if regime != "all" else full

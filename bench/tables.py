@@ -123,8 +123,8 @@ def learning_curve(results: list[dict]) -> str:
         gguf, hf = m["finetuned_gguf_q8_0_constrained"], m.get("finetuned_hf", {})
         base = Path(r.get("base_model", "smollm2-135m")).stem  # older results predate --base-model
         recipe = Path(r["recipe"]).stem
-        recipe += " (answers in words)" if r.get("answer_words") and not r.get("distinct_first_words") else ""
-        recipe += " (answers in words, each its own first word)" if r.get("distinct_first_words") else ""
+        if r.get("answer_words"):
+            recipe += " (answers in words, each its own first word)" if r.get("distinct_first_words") else " (answers in words)"
         recipe += f", seed {r['seed']}" if r.get("seed") else ""
         recipe += f", {r['variants_per_seed']} generated variant(s) per seed" if r.get("variants_per_seed") else ""
         lines.append(f"| {r['train_rows']} | {a['train_rows']} | {base} | {recipe} | {a['epochs']:g} | "

@@ -123,7 +123,7 @@ def test_distinct_first_words_give_every_answer_its_own_first_word(tmp_path):
         assert any(answer.split() == words[i:] + words[:i] for i in range(len(words))), (label, answer)
         assert contract.parse_answer(answer) == label
     assert answers["lost_or_stolen_phone"] == "lost or stolen phone"  # already first: left as written
-    assert answers["card_not_working"].split()[0] in {"card", "working"}  # never the stop word `not`
+    assert answers["card_not_working"].split()[0] in {"card", "working"}  # never the function word `not`
     assert sum(a == label.replace("_", " ") for label, a in answers.items()) == 3  # as few moved as possible
 
     impossible = tmp_path / "impossible.jsonl"

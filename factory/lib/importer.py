@@ -115,10 +115,10 @@ def distinct_first_word_answers(labels: list[str]) -> dict[str, str]:
         for position, word in enumerate(words[label]):
             penalty = position + (len(words[label]) if word.lower() in FUNCTION_WORDS else 0)
             cost[i, column[word.lower()]] = min(cost[i, column[word.lower()]], penalty)
-    rows, cols = linear_sum_assignment(cost)
-    stuck = sorted(labels[i] for i, j in zip(rows, cols) if cost[i, j] >= unusable)
-    if stuck or len(rows) < len(labels):
-        stuck = stuck or sorted(set(labels) - {labels[i] for i in rows})
+    rows, cols = linear_sum_assignment(cost)  # with more labels than words, some labels get no row
+    placed = {labels[i] for i, j in zip(rows, cols) if cost[i, j] < unusable}
+    stuck = sorted(set(labels) - placed)
+    if stuck:
         raise ContractError(f"labels {stuck} cannot each start with a word no other answer starts with; "
                             "write `answers` in task.yaml by hand")
     answers = {}
