@@ -33,7 +33,7 @@ def _init(path: str, spec: dict):
     task = load_task(spec["task_dir"])
     threads = spec["threads"]
     if path == "factory_classify":
-        from factory.serve.classifier import GGUFClassifier
+        from factory.runtime.classifier import GGUFClassifier
 
         classifier = GGUFClassifier(spec["gguf"], task, threads=threads)
         _worker = lambda text: classifier.classify(text).answer  # noqa: E731
@@ -84,7 +84,7 @@ def classify_breakdown(spec: dict, texts: list[str]) -> dict:
     cached prefix) in one batch, then one forward pass per point where the remaining labels branch. Requests go
     through `classify` itself; its steps are only counted and timed."""
     from factory.lib.task import load_task
-    from factory.serve.classifier import GGUFClassifier
+    from factory.runtime.classifier import GGUFClassifier
 
     classifier = GGUFClassifier(spec["gguf"], load_task(spec["task_dir"]))  # every core by default
     classifier.classify("warm-up message")

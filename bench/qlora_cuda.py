@@ -157,7 +157,7 @@ def pack(args: argparse.Namespace) -> dict:
 def classify_all(gguf: Path, task, rows: list[dict]) -> tuple[dict, dict]:
     from quality import latency_fields
 
-    from factory.serve.classifier import GGUFClassifier
+    from factory.runtime.classifier import GGUFClassifier
 
     classifier = GGUFClassifier(str(gguf), task)
     results = [classifier.classify(r["text"]) for r in rows]

@@ -158,7 +158,7 @@ def base_model_rows(task, train: list[dict], test: list[dict], llm_rows: int, sh
                     chat_template: str) -> dict:
     """The base model as shipped (GGUF) with a prompt that lists the labels: free, constrained, few-shot."""
     from factory.integrations.models import source_gguf
-    from factory.serve.classifier import GGUFClassifier
+    from factory.runtime.classifier import GGUFClassifier
 
     contract = task.build_contract()
     answers = sorted(contract.render(label) for label in contract.labels)
@@ -193,7 +193,7 @@ def finetune_rows(data_root: Path, task_name: str, recipe: str, quantizations: l
 
     from factory.defs.resources import factory_resources
     from factory.pipeline import materialize_version, recipe_config
-    from factory.serve.classifier import GGUFClassifier
+    from factory.runtime.classifier import GGUFClassifier
 
     key = f"{task_name}.v1"
     version = data_root / "versions" / key

@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 from factory.lib.errors import DataError
+from factory.lib.versions import parse_version_key
 
 
 def data_root() -> Path:
@@ -38,37 +39,52 @@ def new_version(task: str) -> str:
     return key
 
 
-def run_version(key: str, recipe: str) -> bool:
-    from factory.pipeline import materialize_version, recipe_config
+def run_version(key: str, recipe: str | None, assets: tuple[str, ...] | None = None) -> int:
+    """Materialise a version; 0 when everything ran and every gate passed, 1 when a step failed, 3 when only a check
+    (a data check or a release gate) stopped it."""
+    import dagster as dg
 
-    return materialize_version(key, instance(), run_config=recipe_config(recipe), raise_on_error=False).success
+    from factory.pipeline import failed_checks, materialize_version, recipe_config
+
+    started = time.perf_counter()
+    result = materialize_version(key, instance(), run_config=recipe_config(recipe) if recipe else None,
+                                 raise_on_error=False, assets=assets)
+    checks = failed_checks(result)
+    if any(e.asset_key == dg.AssetKey("eval_report") for e in result.get_asset_materialization_events()):
+        print_summary(key, time.perf_counter() - started)
+    if checks:
+        print(f"\n{key}: not released; failed checks: {', '.join(checks)}", file=sys.stderr)
+        return 3
+    if not result.success:
+        print(f"the run for {key} failed; see the log above or the Dagster UI", file=sys.stderr)
+        return 1
+    return 0
 
 
 def print_summary(key: str, seconds: float) -> None:
-    from factory.lib.report import comparison_rows, markdown_table
+    from factory.lib.report import failed_gates, report_markdown
 
     folder = data_root() / "versions" / key
     report = json.loads((folder / "eval_report" / "report.json").read_text())
-    print(f"\nTest set of {key} ({seconds / 60:.1f} min):\n")
-    print(markdown_table(comparison_rows(report["models"], order=report["model_order"])))
-    gates = report["release_gates"]
-    print("\nRelease gates: " + ", ".join(f"{n} {'passed' if g['passed'] else 'FAILED'} ({g['value']:.3f} vs {g['threshold']})"
-                                          for n, g in gates.items()))
-    gguf = next((folder / "gguf_model").glob("model-*.gguf"))
-    print(f"\nGGUF:        {gguf}\nEval report: {folder / 'eval_report' / 'report.md'}\n"
-          f"MLflow:      make mlflow, then http://127.0.0.1:5000 (runs tagged dagster.partition={key})\n"
+    print(f"\n{key} ({seconds / 60:.1f} min)\n")
+    print(report_markdown(report))
+    failed = failed_gates(report["release_gates"])
+    print("Release gates: " + ("all passed" if not failed else "FAILED: " + ", ".join(failed)))
+    released = folder / "released_model"
+    release = json.loads((released / "release.json").read_text()) if (released / "release.json").exists() else None
+    print(f"\nHTML report: {folder / 'eval_report' / 'report.html'}\nRepair:      {folder / 'eval_report' / 'repair_targets.json'}")
+    if release and release["partition"] == key and not failed:
+        print(f"Champion:    {release['registered_model']} version {release['version']} (alias champion)\n"
+              f"GGUF:        {released / release['gguf']}\nModel card:  {released / 'MODEL_CARD.md'}\n"
+              f"Modelfile:   {released / 'Modelfile'}")
+    print(f"MLflow:      make mlflow, then http://127.0.0.1:5000 (runs tagged dagster.partition={key})\n"
           f"Dagster UI:  make ui, then http://127.0.0.1:3000 (partition {key})")
 
 
 def cmd_demo(args) -> int:
-    started = time.perf_counter()
     key = new_version(args.task)
     print(f"dataset version {key}: materialising every stage with recipe '{args.recipe}'", flush=True)
-    if not run_version(key, args.recipe):
-        print(f"the run for {key} failed; see the log above or the Dagster UI", file=sys.stderr)
-        return 1
-    print_summary(key, time.perf_counter() - started)
-    return 0
+    return run_version(key, args.recipe)
 
 
 def cmd_version_new(args) -> int:
@@ -77,10 +93,35 @@ def cmd_version_new(args) -> int:
 
 
 def cmd_run(args) -> int:
-    started = time.perf_counter()
-    if not run_version(args.version, args.recipe):
-        return 1
-    print_summary(args.version, time.perf_counter() - started)
+    parse_version_key(args.version)
+    return run_version(args.version, args.recipe)
+
+
+def cmd_eval(args) -> int:
+    from factory.pipeline import EVALUATION
+
+    parse_version_key(args.version)
+    if not (data_root() / "versions" / args.version / "gguf_model" / "summary.json").exists():
+        raise DataError(data_root() / "versions" / args.version, "no exported model to score: run `factory run` first")
+    return run_version(args.version, None, assets=EVALUATION)
+
+
+def cmd_classify(args) -> int:
+    from factory.runtime.champion import load_classifier, read_inputs
+
+    classifier, version = load_classifier(data_root(), args.task, args.version)
+    texts = read_inputs(args.input, args.text_field)
+    from tqdm import tqdm
+
+    out = sys.stdout if args.output is None else open(args.output, "w", encoding="utf-8")
+    try:
+        for row_id, text in tqdm(texts, desc=f"{args.task} {version}", unit="row", disable=len(texts) < 2, file=sys.stderr):
+            result = classifier.classify(text)
+            out.write(json.dumps({"id": row_id, "label": result.label, "confidence": round(result.confidence, 4),
+                                  "abstained": result.abstained, "model_version": version}) + "\n")
+    finally:
+        if out is not sys.stdout:
+            out.close()
     return 0
 
 
@@ -107,10 +148,22 @@ def parser() -> argparse.ArgumentParser:
     demo.add_argument("--recipe", default="default", help="recipe under factory/recipes/ or a YAML path")
     demo.set_defaults(func=cmd_demo)
 
-    run = sub.add_parser("run", help="materialise every stage for an existing dataset version")
+    run = sub.add_parser("run", help="materialise every stage for an existing dataset version; exit 3 when a gate fails")
     run.add_argument("version", help="e.g. support_email.v2")
     run.add_argument("--recipe", default="default")
     run.set_defaults(func=cmd_run)
+
+    evaluate = sub.add_parser("eval", help="re-score an existing version: baselines, eval report, release gates")
+    evaluate.add_argument("version", help="e.g. support_email.v2")
+    evaluate.set_defaults(func=cmd_eval)
+
+    classify = sub.add_parser("classify", help="label one text, or a CSV/JSONL file, with a task's champion")
+    classify.add_argument("input", help="a .csv/.jsonl file, or the text itself")
+    classify.add_argument("--task", required=True)
+    classify.add_argument("--version", help="a released dataset version (default: the champion)")
+    classify.add_argument("--text-field", default="text", help="the column or key holding the text, for files")
+    classify.add_argument("--output", help="write JSON lines here instead of stdout")
+    classify.set_defaults(func=cmd_classify)
 
     version = sub.add_parser("version", help="dataset versions (Dagster partitions)").add_subparsers(dest="action", required=True)
     new = version.add_parser("new", help="add the next version of a task")
@@ -144,7 +197,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
         return args.func(args)
-    except DataError as exc:
+    except (DataError, LookupError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
 

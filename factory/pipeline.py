@@ -6,15 +6,29 @@ import dagster as dg
 from factory.definitions import defs
 
 
+# What `factory eval` re-runs on an existing version: the baselines and the report with its release gates.
+EVALUATION = ("baseline_report", "eval_report")
+
+
 def materialize_version(key: str, instance: dg.DagsterInstance, resources: dict | None = None,
-                        run_config: dict | None = None, raise_on_error: bool = True) -> dg.ExecuteInProcessResult:
-    """Every asset and check for partition `key`; resources default to the deployment's bindings."""
+                        run_config: dict | None = None, raise_on_error: bool = True,
+                        assets: tuple[str, ...] | None = None) -> dg.ExecuteInProcessResult:
+    """Every asset and check (or only `assets` and their checks) for partition `key`; resources default to the
+    deployment's bindings."""
     loaded = defs()
+    selection = [dg.AssetKey(name) for name in assets] if assets else None
     if resources is None:
         return loaded.resolve_job_def("factory_pipeline").execute_in_process(
-            partition_key=key, instance=instance, run_config=run_config or {}, raise_on_error=raise_on_error)
+            partition_key=key, instance=instance, run_config=run_config or {}, raise_on_error=raise_on_error,
+            asset_selection=selection)
     return dg.materialize([*loaded.assets, *loaded.asset_checks], partition_key=key, instance=instance,
-                          resources=resources, run_config=run_config or {}, raise_on_error=raise_on_error)
+                          selection=selection, resources=resources, run_config=run_config or {},
+                          raise_on_error=raise_on_error)
+
+
+def failed_checks(result: dg.ExecuteInProcessResult) -> list[str]:
+    """Names of the checks that failed in a run, with what they reported."""
+    return [f"{c.asset_key.to_user_string()}:{c.check_name}" for c in result.get_asset_check_evaluations() if not c.passed]
 
 
 def recipe_config(recipe: str, **ops: dict) -> dict:

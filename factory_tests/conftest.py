@@ -71,6 +71,8 @@ def make_tiny_task(tasks_dir: Path, name: str = "tiny") -> Path:
         "system_prompt": "Classify the message. Reply with one word: billing, shipping or login.",
         "max_input_chars": 400,
         "golden_sha256": sha256_rows(golden),
+        # 14 training steps cannot be asked to beat TF-IDF on three rows; the gate tests turn gates on themselves.
+        "release_gates": {"beat_best_baseline": False},
     }
     (folder / "task.yaml").write_text(yaml.safe_dump(spec), encoding="utf-8")
     return folder
@@ -108,3 +110,39 @@ def instance():
     with dg.instance_for_test() as inst:
         inst.add_dynamic_partitions("dataset_version", ["tiny.v1"])
         yield inst
+
+
+# Enough steps at a high rate for 135M parameters to learn three labels.
+TINY_RECIPE = {"lora_r": 8, "lora_alpha": 16, "learning_rate": 0.002, "max_steps": 14,
+               "per_device_train_batch_size": 4, "max_length": 256, "warmup_ratio": 0.0, "seed": 0}
+
+
+@pytest.fixture(scope="session")
+def released_version(tmp_path_factory, model_cache):
+    """One version of the tiny task materialised once for the whole session, the way a user runs it:
+    `factory run tiny.v1 --recipe FILE` on a data root and Dagster home of its own. Tests read it; none may change it."""
+    import contextlib
+    import io
+
+    from factory.cli import main
+
+    root = tmp_path_factory.mktemp("released") / "data"
+    make_tiny_task(root / "tasks")
+    recipe = root / "tiny_recipe.yaml"
+    recipe.write_text(yaml.safe_dump(TINY_RECIPE))
+    env = {"FACTORY_DATA_ROOT": str(root), "DAGSTER_HOME": str(root / "dagster"), "FACTORY_CACHE_ROOT": str(model_cache)}
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    out = io.StringIO()
+    try:
+        assert main(["version", "new", "--task", "tiny"]) == 0
+        with contextlib.redirect_stdout(out):
+            code = main(["run", "tiny.v1", "--recipe", str(recipe)])
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+    return {"root": root, "version": root / "versions" / "tiny.v1", "exit_code": code, "stdout": out.getvalue(),
+            "env": env, "recipe": recipe}

@@ -8,8 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from factory_tests.conftest import TINY_EVAL, TINY_SEEDS, make_tiny_task
-from factory_tests.test_end_to_end import TINY_RECIPE
+from factory_tests.conftest import TINY_EVAL, TINY_RECIPE, TINY_SEEDS, make_tiny_task
 
 BENCH = Path(__file__).resolve().parents[1] / "bench"
 

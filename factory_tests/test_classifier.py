@@ -7,7 +7,7 @@ import pytest
 
 from factory.integrations.models import packaged_gguf
 from factory.lib.task import load_task
-from factory.serve.classifier import GGUFClassifier
+from factory.runtime.classifier import GGUFClassifier
 from factory_tests.conftest import TINY_EVAL, TINY_SEEDS
 
 TEXTS = [t for t, _ in TINY_EVAL["test"] + TINY_EVAL["dev"]] + [TINY_SEEDS["login"][0], TINY_SEEDS["billing"][3]]

@@ -1,96 +1,117 @@
-"""Tier 5: the whole graph for one partition on the real packaged model at tiny sizes.
-
-Trains a few steps on the tiny task, exports a GGUF, and checks that llama.cpp answers with
-labels from the contract, exactly as the model did before export.
-"""
+"""The whole graph for one partition on the real packaged model at tiny sizes, run once per session through the CLI
+(`released_version`): trains a few steps, exports GGUFs, chooses a quantization, scores the served path beside every
+baseline, passes the release gates and registers the champion."""
 import json
+import re
 
-import dagster as dg
 import pytest
-import yaml
 
 from factory.lib.files import read_jsonl
 
-# Enough steps at a high rate for 135M parameters to learn three labels.
-TINY_RECIPE = {"lora_r": 8, "lora_alpha": 16, "learning_rate": 0.002, "max_steps": 14,
-               "per_device_train_batch_size": 4, "max_length": 256, "warmup_ratio": 0.0, "seed": 0}
+MATERIALISED = {"eval_sets", "seed_examples", "generated_examples", "accepted_examples", "dataset_splits",
+                "baseline_report", "lora_adapter", "gguf_model", "eval_report", "released_model"}
 
 
-@pytest.fixture(scope="module")
-def pipeline(tmp_path_factory, model_cache):
-    from factory_tests.conftest import make_tiny_task
-
-    root = tmp_path_factory.mktemp("e2e") / "data"
-    make_tiny_task(root / "tasks")
-    recipe = root / "tiny_recipe.yaml"
-    recipe.write_text(yaml.safe_dump(TINY_RECIPE))
-    from factory.defs.resources import factory_resources
-    from factory.pipeline import materialize_version, recipe_config
-
-    resources = factory_resources(str(root), str(model_cache))
-    with dg.instance_for_test() as instance:
-        instance.add_dynamic_partitions("dataset_version", ["tiny.v1"])
-        result = materialize_version("tiny.v1", instance, resources, recipe_config(str(recipe)), raise_on_error=False)
-        yield result, root / "versions" / "tiny.v1", resources["storage"]
+def test_factory_run_materialises_every_stage_and_prints_the_served_table(released_version):
+    assert released_version["exit_code"] == 0, released_version["stdout"]
+    out = released_version["stdout"]
+    assert re.search(r"\| finetuned_gguf_q\w+ \| 3 \| ", out)  # the served model's row, on all 3 test rows
+    for baseline in ("majority", "tfidf_logreg", "minilm_logreg", "base_zero_shot", "base_few_shot"):
+        assert f"| {baseline} |" in out
+    assert "reference_model: skipped: no endpoint" in out
+    assert "Release gates: all passed" in out and "Champion:    factory.tiny version 1 (alias champion)" in out
+    assert "Quantization: smallest file within 0.01 of the best dev score" in out
+    version = released_version["version"]
+    assert {p.name for p in version.iterdir() if not p.name.startswith(("_", "."))} == MATERIALISED
 
 
-def test_every_stage_materialises_and_every_check_passes(pipeline):
-    result, _, _ = pipeline
-    assert result.success
-    materialised = {e.event_specific_data.materialization.asset_key.to_user_string()
-                    for e in result.get_asset_materialization_events()}
-    assert materialised == {"eval_sets", "seed_examples", "generated_examples", "accepted_examples", "dataset_splits",
-                            "baseline_report", "lora_adapter", "gguf_model", "eval_report"}
-    assert all(c.passed for c in result.get_asset_check_evaluations())
-    assert {c.check_name for c in result.get_asset_check_evaluations()} == {"accepted_examples_hold", "gguf_prompt_parity"}
-
-
-def test_the_gguf_answers_with_labels_from_the_contract(pipeline):
-    _, version, _ = pipeline
+def test_the_served_model_answers_only_labels_with_confidences(released_version):
+    version = released_version["version"]
     report = json.loads((version / "eval_report" / "report.json").read_text())
-    gguf = report["models"]["finetuned_gguf_q8_0"]
-    assert set(gguf) == {"dev", "test", "golden", "adversarial"}
-    for name, scores in gguf.items():
+    served = report["served_model"]
+    assert served == f"finetuned_gguf_{report['quantization']['chosen']}" and report["model_order"][-1] == served
+    assert set(report["models"][served]) == {"dev", "test", "golden", "adversarial"}
+    for name, scores in report["models"][served].items():
         assert scores["invalid_rate"] == 0.0, name
-    answers = [p["answer"] for p in read_jsonl(version / "eval_report" / "gguf" / "predictions-test.jsonl")]
-    assert set(answers) <= {"billing", "shipping", "login"}
-    assert set(report["models"]) == {"tfidf_logreg", "base_model", "finetuned_hf", "finetuned_gguf_q8_0"}
+        assert 0.0 <= scores["ece"] <= 1.0 and scores["latency_p95_ms"] >= scores["latency_p50_ms"] > 0
+        assert sum(map(sum, scores["confusion"]["matrix"])) == scores["rows"]
+    for row in read_jsonl(version / "eval_report" / served / "predictions-test.jsonl"):
+        assert row["prediction"] in {"billing", "shipping", "login"} and 0.0 < row["confidence"] <= 1.0
+    assert report["models"]["finetuned_hf"]["test"]["rows"] == 3
+    assert report["models"]["majority"]["test"]["accuracy"] == pytest.approx(1 / 3)
 
 
-def test_gguf_and_hf_model_give_the_same_answers(pipeline):
-    _, version, _ = pipeline
+def test_the_quantization_is_chosen_on_dev_and_is_the_smallest_within_tolerance(released_version):
+    choice = json.loads((released_version["version"] / "gguf_model" / "choice.json").read_text())
+    assert set(choice["dev_scores"]) == {"q8_0", "q5_k_m", "q4_k_m"}
+    best = max(choice["dev_scores"].values())
+    eligible = [k for k, v in choice["dev_scores"].items() if v >= best - choice["tolerance"]]
+    assert choice["chosen"] == min(eligible, key=lambda k: choice["bytes"][k])
+    assert choice["bytes"]["q4_k_m"] < choice["bytes"]["q8_0"]
+
+
+def test_served_gguf_and_the_model_before_export_give_the_same_answers(released_version):
+    version = released_version["version"]
+    report = json.loads((version / "eval_report" / "report.json").read_text())
+    served = report["served_model"]
     hf = {p["id"]: p["answer"] for p in read_jsonl(version / "eval_report" / "finetuned_hf" / "predictions-test.jsonl")}
-    gguf = {p["id"]: p["answer"] for p in read_jsonl(version / "eval_report" / "gguf" / "predictions-test.jsonl")}
-    assert hf and hf == gguf
+    free = {p["id"]: p["answer"] for p in read_jsonl(version / "eval_report" / f"{served}_free" / "predictions-test.jsonl")}
+    assert hf and hf == free
 
 
-def test_mlflow_has_one_run_per_asset_with_its_id_in_dagster_metadata(pipeline):
+def test_the_release_is_registered_as_champion_with_a_card_and_a_modelfile(released_version):
+    from llama_cpp import Llama
     from mlflow.tracking import MlflowClient
 
-    result, _, storage = pipeline
-    client = MlflowClient(tracking_uri=f"sqlite:///{storage.root / 'mlflow' / 'mlflow.db'}")
+    from factory.lib.release import modelfile_prompt
+    from factory.runtime.prompt import GGUFPrompt
+
+    released = released_version["version"] / "released_model"
+    release = json.loads((released / "release.json").read_text())
+    client = MlflowClient(tracking_uri=f"sqlite:///{released_version['root'] / 'mlflow' / 'mlflow.db'}")
+    champion = client.get_model_version_by_alias("factory.tiny", "champion")
+    assert int(champion.version) == release["version"] == 1 and champion.tags["dagster.partition"] == "tiny.v1"
+    assert champion.tags["sha256"] == release["sha256"]
+    assert [a.path for a in client.list_artifacts(champion.run_id, "gguf")] == [f"gguf/{release['gguf']}"]
+    # the Modelfile's template gives the very prompt the GGUF's own template renders
+    text = (released / "Modelfile").read_text()
+    assert text.startswith(f"FROM ./{release['gguf']}\n") and "PARAMETER temperature 0" in text
+    prompt = GGUFPrompt(Llama(model_path=str(released / release["gguf"]), vocab_only=True, verbose=False))
+    messages = [{"role": "system", "content": "Sort it."}, {"role": "user", "content": "Where is my parcel?"}]
+    assert modelfile_prompt(text, "Sort it.", "Where is my parcel?") == prompt.text(messages)
+    assert f'PARAMETER stop "{prompt.eos_text}"' in text
+    card = (released / "MODEL_CARD.md").read_text()
+    assert "# tiny v1 (dataset version tiny.v1)" in card and "| finetuned_gguf_" in card
+
+
+def test_mlflow_has_one_run_per_asset_with_its_id_in_dagster_metadata(released_version):
+    import dagster as dg
+    from mlflow.tracking import MlflowClient
+
+    root = released_version["root"]
+    client = MlflowClient(tracking_uri=f"sqlite:///{root / 'mlflow' / 'mlflow.db'}")
     experiment = client.get_experiment_by_name("factory")
     runs = client.search_runs([experiment.experiment_id], "tags.`dagster.partition` = 'tiny.v1'")
     by_asset = {r.data.tags["dagster.asset_key"]: r for r in runs}
-    assert set(by_asset) == {"baseline_report", "lora_adapter", "gguf_model", "eval_report"}
-    for event in result.get_asset_materialization_events():
-        materialization = event.event_specific_data.materialization
-        name = materialization.asset_key.to_user_string()
-        if name in by_asset:
-            assert materialization.metadata["mlflow_run_id"].value == by_asset[name].info.run_id
+    assert set(by_asset) == {"baseline_report", "lora_adapter", "gguf_model", "eval_report", "released_model"}
+    instance = dg.DagsterInstance.from_config(str(root / "dagster"))
+    for name, run in by_asset.items():
+        event = instance.get_latest_materialization_event(dg.AssetKey(name))
+        assert event.asset_materialization.metadata["mlflow_run_id"].value == run.info.run_id
     assert by_asset["lora_adapter"].data.params["learning_rate"] == "0.002"
     assert "train_loss" in by_asset["lora_adapter"].data.metrics
-    assert [a.path for a in client.list_artifacts(by_asset["eval_report"].info.run_id)] == ["report.json", "report.md"]
+    assert {a.path for a in client.list_artifacts(by_asset["eval_report"].info.run_id)} == {
+        "report.json", "report.md", "report.html", "repair_targets.json", "confusion-test.png"}
 
 
-def test_inference_benchmark_runs_on_the_exported_model(pipeline, tmp_path):
+def test_inference_benchmark_runs_on_the_exported_model(released_version, tmp_path):
     import subprocess
     import sys
     from pathlib import Path
 
     import llama_cpp
 
-    _, version, storage = pipeline
+    version = released_version["version"]
     bench = Path(__file__).resolve().parents[1] / "bench" / "inference.py"
     subprocess.run([sys.executable, str(bench), "--version-dir", str(version), "--rows", "3", "--concurrency", "1,2",
                     "--out", str(tmp_path)], check=True)

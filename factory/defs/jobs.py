@@ -6,3 +6,4 @@ from factory.defs.partitions import dataset_versions
 factory_pipeline = dg.define_asset_job(
     "factory_pipeline", selection=dg.AssetSelection.all(), partitions_def=dataset_versions
 )
+

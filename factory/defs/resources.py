@@ -2,13 +2,15 @@ import os
 
 import dagster as dg
 
+from factory.integrations.llm_client import ChatEndpoint
 from factory.integrations.resources import BaseModel, Embedder, TrainingScripts
 from factory.integrations.storage import FactoryStorage
 from factory.integrations.tracking import MlflowTracker
 
 
 def factory_resources(data_root: str, cache_root: str = "", base_model: str = "smollm2-135m", chat_template: str = "",
-                      embedder: str = "all-MiniLM-L6-v2", mlflow_uri: str = "") -> dict:
+                      embedder: str = "all-MiniLM-L6-v2", mlflow_uri: str = "", reference_base_url: str = "",
+                      reference_model: str = "") -> dict:
     """The one place resources are bound; the CLI, tests and benchmarks call it with their own roots."""
     storage = FactoryStorage(data_root=data_root, cache_root=cache_root)
     return {
@@ -17,6 +19,7 @@ def factory_resources(data_root: str, cache_root: str = "", base_model: str = "s
         "base_model": BaseModel(storage=storage, spec=base_model, chat_template=chat_template),
         "embedder": Embedder(model=embedder),
         "scripts": TrainingScripts(),
+        "reference_model": ChatEndpoint(base_url=reference_base_url, model=reference_model),
     }
 
 
@@ -30,4 +33,6 @@ def resources() -> dg.Definitions:
         chat_template=os.environ.get("FACTORY_CHAT_TEMPLATE", ""),
         embedder=os.environ.get("FACTORY_EMBEDDER", "all-MiniLM-L6-v2"),
         mlflow_uri=os.environ.get("MLFLOW_TRACKING_URI", ""),
+        reference_base_url=os.environ.get("FACTORY_REFERENCE_BASE_URL", ""),
+        reference_model=os.environ.get("FACTORY_REFERENCE_MODEL", ""),
     ))

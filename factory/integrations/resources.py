@@ -62,7 +62,9 @@ class TrainingScripts(dg.ConfigurableResource):
 
     def run(self, context: dg.AssetExecutionContext, module: str, config, workdir: Path) -> dict:
         workdir.mkdir(parents=True, exist_ok=True)
-        config_path = workdir / f"{module.rsplit('.', 1)[-1]}.json"
+        # Named after the output folder: steps running at once (baselines beside training) never share a config file.
+        output = Path(config.output_dir)
+        config_path = workdir / f"{module.rsplit('.', 1)[-1]}-{output.parent.name}-{output.name}.json"
         config_path.write_text(json.dumps(asdict(config), indent=2), encoding="utf-8")
         dg.PipesSubprocessClient().run(
             context=context, command=[self.python, "-m", module, "--config", str(config_path)]

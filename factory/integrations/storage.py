@@ -7,7 +7,7 @@ import dagster as dg
 from pydantic import Field
 
 from factory.lib.task import TaskSpec, load_task
-from factory.lib.versions import parse_version_key
+from factory.lib.versions import check_task_name, parse_version_key
 
 
 class FactoryStorage(dg.ConfigurableResource):
@@ -21,7 +21,7 @@ class FactoryStorage(dg.ConfigurableResource):
         return Path(self.data_root).resolve()
 
     def task_dir(self, task: str) -> Path:
-        return self.root / "tasks" / task
+        return self.root / "tasks" / check_task_name(task)
 
     def task_for(self, partition_key: str) -> TaskSpec:
         task, _ = parse_version_key(partition_key)

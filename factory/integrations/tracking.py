@@ -12,6 +12,9 @@ from pydantic import Field
 from factory.integrations.storage import FactoryStorage
 
 
+CHAMPION = "champion"
+
+
 class MlflowRun:
     def __init__(self, client, run_id: str, url: str):
         self.client, self.run_id, self.url = client, run_id, url
@@ -31,6 +34,23 @@ class MlflowRun:
         else:
             self.client.log_artifact(self.run_id, str(path), artifact_path)
 
+    def register(self, model_name: str, gguf: Path, tags: dict[str, str]) -> int:
+        """Log the GGUF with this run, add it as a new version of `model_name` and point the `champion` alias at it;
+        earlier versions stay registered. MLflow's register_model needs an MLmodel file, so the version's source is the
+        run's artifact folder."""
+        from mlflow.exceptions import MlflowException
+
+        self.client.log_artifact(self.run_id, str(gguf), "gguf")
+        try:
+            self.client.create_registered_model(model_name, description="factory releases; the alias 'champion' is served")
+        except MlflowException as exc:
+            if exc.error_code != "RESOURCE_ALREADY_EXISTS":
+                raise
+        source = f"{self.client.get_run(self.run_id).info.artifact_uri}/gguf"
+        version = self.client.create_model_version(model_name, source=source, run_id=self.run_id, tags=tags)
+        self.client.set_registered_model_alias(model_name, CHAMPION, version.version)
+        return int(version.version)
+
     def metadata(self) -> dict:
         return {"mlflow_run_id": self.run_id, "mlflow_run": dg.MetadataValue.url(self.url)}
 
@@ -49,6 +69,20 @@ class MlflowTracker(dg.ConfigurableResource):
         folder = self.storage.root / "mlflow"
         folder.mkdir(parents=True, exist_ok=True)
         return f"sqlite:///{folder / 'mlflow.db'}"
+
+    def registered_name(self, task: str) -> str:
+        return f"factory.{task}"
+
+    def champion(self, task: str) -> dict | None:
+        """The task's released model the `champion` alias points at: version, partition, GGUF path; None before any."""
+        from mlflow.exceptions import MlflowException
+
+        client, _ = self._client_and_experiment()
+        try:
+            found = client.get_model_version_by_alias(self.registered_name(task), CHAMPION)
+        except MlflowException:
+            return None
+        return {"version": int(found.version), "source": found.source, **found.tags}
 
     def _client_and_experiment(self):
         """Under a lock: steps running at once on a fresh data root would each migrate the new SQLite file (alembic

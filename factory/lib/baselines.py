@@ -1,9 +1,16 @@
-"""Deterministic baselines that need no language model."""
+"""Baselines the fine-tune must beat, fit on the same training rows and scored on the same eval rows."""
 from __future__ import annotations
 
+import numpy as np
+from sklearn.dummy import DummyClassifier
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import FeatureUnion, make_pipeline
+
+
+def majority(train_texts: list[str], train_targets: list[str]):
+    """The most frequent training label for every row: the floor any model must clear."""
+    return DummyClassifier(strategy="most_frequent").fit(np.zeros((len(train_targets), 1)), train_targets)
 
 
 def tfidf_logreg(train_texts: list[str], train_targets: list[str], seed: int = 0):
@@ -14,3 +21,67 @@ def tfidf_logreg(train_texts: list[str], train_targets: list[str], seed: int = 0
     ])
     model = make_pipeline(features, LogisticRegression(C=10.0, max_iter=2000, random_state=seed))
     return model.fit(train_texts, train_targets)
+
+
+def embedding_logreg(train_embeddings: np.ndarray, train_targets: list[str], seed: int = 0):
+    """Logistic regression on sentence embeddings (MiniLM by default): the strongest cheap baseline on Banking77."""
+    return LogisticRegression(C=10.0, max_iter=3000, random_state=seed).fit(train_embeddings, train_targets)
+
+
+def label_prompt(answers: list[str]) -> str:
+    """The base model's zero-shot instruction: every answer it may give, listed."""
+    return ("Classify the message into exactly one of these categories. Answer with the category name only.\n"
+            "Categories: " + ", ".join(answers))
+
+
+def few_shot_prompts(prompt: str, query_embeddings: np.ndarray, train_embeddings: np.ndarray,
+                     train_rows: list[dict], render, shots: int) -> list[str]:
+    """For each query, `prompt` followed by its `shots` nearest training rows (cosine on normalised embeddings)."""
+    if not len(train_rows) or shots <= 0:
+        return [prompt] * len(query_embeddings)
+    shots = min(shots, len(train_rows))
+    prompts = []
+    for row in query_embeddings:
+        nearest = np.argsort(-(train_embeddings @ row))[:shots]
+        examples = "\n".join(f"{train_rows[i]['text'][:300]!r} -> {render(train_rows[i]['target'])}" for i in nearest)
+        prompts.append(f"{prompt}\n\nExamples:\n{examples}")
+    return prompts
+
+
+def classical_predictors(train_texts: list[str], train_targets: list[str], train_embeddings: np.ndarray | None, encode,
+                         seed: int = 0) -> dict:
+    """name -> predict(texts) -> (labels, confidences), each fit once on the training rows."""
+    fitted = {"majority": (majority(train_texts, train_targets), lambda texts: np.zeros((len(texts), 1))),
+              "tfidf_logreg": (tfidf_logreg(train_texts, train_targets, seed), lambda texts: texts)}
+    if train_embeddings is not None:
+        fitted["minilm_logreg"] = (embedding_logreg(train_embeddings, train_targets, seed), encode)
+
+    def predictor(model, features):
+        def predict(texts: list[str]) -> tuple[list[str], list[float]]:
+            probabilities = model.predict_proba(features(texts))
+            best = probabilities.argmax(axis=1)
+            return [str(model.classes_[i]) for i in best], probabilities.max(axis=1).tolist()
+        return predict
+
+    return {name: predictor(model, features) for name, (model, features) in fitted.items()}
+
+
+def score_predictor(predict, rows: list[dict], contract, latency_rows: int = 50) -> tuple[dict, list[dict]]:
+    """Every row answered in one batch; latency and CPU time from the first `latency_rows` answered one at a time,
+    as a server would."""
+    import time
+
+    from factory.lib.metrics import score_predictions
+
+    labels, confidences = predict([r["text"] for r in rows])
+    timed = rows[:latency_rows]
+    latencies, wall, cpu = [], time.perf_counter(), time.process_time()
+    for row in timed:
+        started = time.perf_counter()
+        predict([row["text"]])
+        latencies.append((time.perf_counter() - started) * 1000)
+    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    predictions = [{"id": r["id"], "target": r["target"], "prediction": contract.parse_answer(contract.render(label)),
+                    "confidence": conf, "latency_ms": latencies[i] if i < len(latencies) else None}
+                   for i, (r, label, conf) in enumerate(zip(rows, labels, confidences))]
+    return score_predictions(predictions, contract, wall, cpu), predictions

@@ -28,5 +28,10 @@ def load_examples(path: str | Path, contract: Contract, source: str) -> list[dic
         except ContractError as exc:
             raise DataError(path, str(exc), line=line, field=contract.target_field) from None
         seen[row_id] = line
-        rows.append({"id": row_id, "text": text, "target": target, "source": source})
+        row = {"id": row_id, "text": text, "target": target, "source": source}
+        if "critical" in raw:  # golden rows a release must never get wrong
+            if not isinstance(raw["critical"], bool):
+                raise DataError(path, f"critical must be true or false, got {raw['critical']!r}", line=line, field="critical")
+            row["critical"] = raw["critical"]
+        rows.append(row)
     return rows

@@ -14,6 +14,7 @@ from scipy.optimize import linear_sum_assignment
 from factory.lib.contracts import ContractError, build_contract
 from factory.lib.errors import DataError
 from factory.lib.files import atomic_dir, read_jsonl, sha256_rows, write_jsonl
+from factory.lib.versions import check_task_name
 
 MAX_LABELS_IN_PROMPT = 30
 # Words that should not lead an answer. Written out because sklearn's stop list holds words labels rely on
@@ -136,7 +137,7 @@ def import_task(source: str | Path, name: str, tasks_dir: str | Path, options: I
     The test set is, in order of precedence: every row of `test_source`, the rows whose split
     column says `test_value`, or `test_per_label` rows of each label carved out with the seed.
     """
-    source, folder = Path(source), Path(tasks_dir) / name
+    source, folder = Path(source), Path(tasks_dir) / check_task_name(name, where="--name")
     if folder.exists():
         raise DataError(folder, "task folder exists; its eval sets are frozen. Choose another name or delete it")
     rows = _validated(source, options)

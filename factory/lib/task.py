@@ -10,8 +10,10 @@ from pydantic import BaseModel, Field, ValidationError, model_validator
 from factory.lib.contracts import Contract, ContractError, build_contract
 from factory.lib.errors import DataError
 from factory.lib.prompts import chat_messages
+from factory.lib.versions import TASK_NAME_PATTERN, check_task_name
 
 EVAL_SETS = ("dev", "test", "golden", "adversarial")
+REQUIRED_EVAL_SETS = ("dev", "test")  # dev chooses (quantization, checkpoints), test decides the release
 
 
 class ContractSpec(BaseModel):
@@ -31,9 +33,16 @@ class ContractSpec(BaseModel):
 
 
 class ReleaseGates(BaseModel):
-    min_test_macro_f1: float = Field(0.0, description="the exported model's test macro-F1 must reach this")
-    max_invalid_rate: float = Field(1.0, description="share of answers outside the contract, at most")
+    """What the served model must show before it becomes the champion; each one is checked on the served path."""
+
+    min_test_macro_f1: float = Field(0.0, description="test macro-F1 (exact match for extraction), at least")
+    max_invalid_rate: float = Field(1.0, description="share of answers outside the contract on any eval set, at most")
     golden_min_accuracy: float = Field(0.0, description="accuracy on the locked golden set, at least")
+    beat_best_baseline: bool = Field(True, description="test macro-F1 at least the best baseline's in the same run")
+    max_class_recall_drop: float = Field(0.10, description="per-label test recall may fall this much below the "
+                                                           "previous release, at most")
+    max_latency_p95_ms: float = Field(0.0, description="served-path p95 latency on test, at most (0: not gated)")
+    max_golden_critical_failures: int = Field(0, description="golden rows marked `critical: true` answered wrong, at most")
 
 
 class TaskFiles(BaseModel):
@@ -45,7 +54,7 @@ class TaskFiles(BaseModel):
 
 
 class TaskSpec(BaseModel):
-    name: str
+    name: str = Field(pattern=TASK_NAME_PATTERN, description="lower-case letters, digits, '_' and '-': a folder name")
     description: str = ""
     contract: ContractSpec
     system_prompt: str = Field(description="the one prompt used at training, evaluation and in the GGUF")
@@ -53,8 +62,19 @@ class TaskSpec(BaseModel):
     metrics: list[str] = ["accuracy", "macro_f1"]
     release_gates: ReleaseGates = ReleaseGates()
     golden_sha256: str | None = Field(None, description="content hash locking the golden set")
+    fallback_label: str | None = Field(None, description="classification: the label for out-of-scope inputs; answers "
+                                                         "below `abstain_below` confidence become it")
+    abstain_below: float = Field(0.0, ge=0.0, le=1.0, description="confidence under which the served path abstains")
     files: TaskFiles = TaskFiles()
     folder: Path = Field(Path("."), exclude=True)
+
+    @model_validator(mode="after")
+    def _fallback_is_a_label(self) -> TaskSpec:
+        if self.fallback_label is not None and self.fallback_label not in (self.contract.labels or {}):
+            raise ValueError(f"fallback_label {self.fallback_label!r} is not one of the contract's labels")
+        if self.abstain_below > 0 and self.fallback_label is None:
+            raise ValueError("abstain_below needs a fallback_label to answer with")
+        return self
 
     def build_contract(self) -> Contract:
         return build_contract(self.contract.model_dump(exclude_none=True))
@@ -68,6 +88,7 @@ class TaskSpec(BaseModel):
 
 def load_task(folder: str | Path) -> TaskSpec:
     folder = Path(folder)
+    check_task_name(folder.name, where=folder)
     path = folder / "task.yaml"
     if not path.exists():
         raise DataError(path, "task.yaml not found; create the task with `factory task import` or copy an example")
@@ -79,6 +100,8 @@ def load_task(folder: str | Path) -> TaskSpec:
     try:
         spec = TaskSpec.model_validate({**raw, "folder": folder})
         spec.build_contract()
+        if spec.name != folder.name:
+            raise DataError(path, f"name is {spec.name!r} but the folder is {folder.name!r}; they must match", field="name")
     except ValidationError as exc:
         first = exc.errors()[0]
         raise DataError(path, first["msg"], field=".".join(str(p) for p in first["loc"])) from None

@@ -37,10 +37,12 @@ class ExportConfig:
 
 
 def primary_gguf(output_dir: str | Path) -> tuple[str, dict, Path]:
-    """(quantization, its summary entry, its path) of the first requested quantization of an export."""
+    """(quantization, its summary entry, its path) of the file to serve: the one evaluation chose (choice.json beside
+    the export), else the first requested quantization."""
     output_dir = Path(output_dir)
     summary = json.loads((output_dir / "summary.json").read_text())
-    kind = summary["primary"]
+    choice = output_dir / "choice.json"
+    kind = json.loads(choice.read_text())["chosen"] if choice.exists() else summary["primary"]
     return kind, summary["files"][kind], output_dir / summary["files"][kind]["file"]
 
 

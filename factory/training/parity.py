@@ -6,25 +6,7 @@ exported model, so this runs as a blocking check on every export.
 """
 from __future__ import annotations
 
-
-class GGUFPrompt:
-    """The ids llama-cpp-python's chat completion feeds the model for some messages.
-
-    The template is compiled once: compiling it per request cost ~2 ms, a few percent of a request.
-    """
-
-    def __init__(self, llm):
-        from llama_cpp.llama_chat_format import Jinja2ChatFormatter
-
-        self.llm = llm
-        eos = llm.detokenize([llm.token_eos()], special=True).decode("utf-8", "replace")
-        bos = llm.detokenize([llm.token_bos()], special=True).decode("utf-8", "replace") if llm.token_bos() >= 0 else ""
-        self.formatter = Jinja2ChatFormatter(template=llm.metadata["tokenizer.chat_template"], eos_token=eos, bos_token=bos)
-
-    def ids(self, messages: list[dict]) -> list[int]:
-        prompt = self.formatter(messages=messages).prompt
-        # The template writes BOS where the model wants one (Gemma, Llama 3); chat completion adds none either.
-        return self.llm.tokenize(prompt.encode("utf-8"), add_bos=False, special=True)
+from factory.runtime.prompt import GGUFPrompt
 
 
 def template_parity(gguf_path: str, tokenizer_dir: str, conversations: list[list[dict]]) -> list[str]:

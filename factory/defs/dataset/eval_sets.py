@@ -6,7 +6,7 @@ from factory.integrations.storage import FactoryStorage
 from factory.lib.examples import load_examples
 from factory.lib.files import atomic_dir, sha256_rows, write_jsonl
 from factory.lib.schemas import ExampleSchema
-from factory.lib.task import EVAL_SETS
+from factory.lib.task import EVAL_SETS, REQUIRED_EVAL_SETS
 
 
 @dg.asset(partitions_def=dataset_versions, kinds={"jsonl"})
@@ -14,7 +14,14 @@ def eval_sets(context: dg.AssetExecutionContext, storage: FactoryStorage) -> dg.
     """Dev, test, golden and adversarial rows, fixed before any training; the golden set is hash-locked."""
     task = storage.task_for(context.partition_key)
     contract = task.build_contract()
+    for name in REQUIRED_EVAL_SETS:
+        if not task.path(name).exists():
+            raise dg.Failure(f"{task.path(name)}: the {name} set is missing. Every task needs {' and '.join(REQUIRED_EVAL_SETS)} "
+                             "rows before anything is trained: write them, or import the task with `factory task import`")
     sets = {name: load_examples(task.path(name), contract, source=name) for name in EVAL_SETS if task.path(name).exists()}
+    for name in REQUIRED_EVAL_SETS:
+        if not sets[name]:
+            raise dg.Failure(f"{task.path(name)}: the {name} set has no rows; it needs at least one row per label")
     golden_hash = sha256_rows(sets.get("golden", []))
     if task.golden_sha256 != golden_hash:
         raise dg.Failure(

@@ -5,37 +5,53 @@ from factory.defs.partitions import dataset_versions
 from factory.integrations.resources import BaseModel, TrainingScripts
 from factory.integrations.storage import FactoryStorage
 from factory.integrations.tracking import MlflowTracker
-from factory.lib.files import read_jsonl
+from factory.lib.files import read_jsonl, write_json
+from factory.lib.quantization import choose_quantization
+from factory.lib.report import headline
+from factory.training.evaluate import EvalConfig
 from factory.training.export_gguf import ExportConfig, primary_gguf
 from factory.training.parity import template_parity
 
 
 class GGUFConfig(dg.Config):
-    quantizations: list[str] = Field(default=["q8_0"], description="first one is evaluated; f16, q8_0, q5_k_m, q4_k_m")
+    quantizations: list[str] = Field(default=["q8_0", "q5_k_m", "q4_k_m"],
+                                     description="exported and scored on dev; any of f16, q8_0, q5_k_m, q4_k_m, q4_0")
+    tolerance: float = Field(default=0.01, description="the smallest file within this much of the best dev score is served")
 
 
-@dg.asset(partitions_def=dataset_versions, deps=["lora_adapter"], kinds={"gguf", "llama.cpp"})
+@dg.asset(partitions_def=dataset_versions, deps=["lora_adapter", "eval_sets"], kinds={"gguf", "llama.cpp"})
 def gguf_model(
     context: dg.AssetExecutionContext, config: GGUFConfig, storage: FactoryStorage,
     base_model: BaseModel, scripts: TrainingScripts, tracker: MlflowTracker,
 ) -> dg.MaterializeResult:
-    """The adapter merged into the base model and exported to GGUF for llama.cpp, quantized."""
+    """The fine-tune exported to GGUF for llama.cpp in several quantizations; the one served is chosen on dev."""
     key = context.partition_key
     folder = storage.asset_dir(key, "gguf_model")
     export = ExportConfig(base_model_dir=str(base_model.hf_dir()), adapter_dir=str(storage.asset_dir(key, "lora_adapter") / "adapter"),
                           output_dir=str(folder), quantizations=config.quantizations)
-    with tracker.run(context, {"quantizations": ",".join(config.quantizations)}) as run:
-        summary = scripts.run(context, "factory.training.export_gguf", export, storage.asset_dir(key, "_configs"))
+    configs = storage.asset_dir(key, "_configs")
+    with tracker.run(context, {"quantizations": ",".join(config.quantizations), "tolerance": config.tolerance}) as run:
+        summary = scripts.run(context, "factory.training.export_gguf", export, configs)
+        dev_scores = {kind: headline(scripts.run(context, "factory.training.evaluate", EvalConfig(
+            model=str(folder / info["file"]), task_dir=str(storage.task_for(key).folder),
+            eval_files={"dev": str(storage.asset_dir(key, "eval_sets") / "dev.jsonl")},
+            output_dir=str(storage.asset_dir(key, "_quantization_dev") / kind)), configs)["sets"]["dev"])
+            for kind, info in summary["files"].items()}
+        choice = choose_quantization(dev_scores, {k: v["bytes"] for k, v in summary["files"].items()}, config.tolerance)
+        write_json(folder / "choice.json", choice)
         for kind, info in summary["files"].items():
-            run.log_metrics({f"{kind}.bytes": info["bytes"]})
+            run.log_metrics({f"{kind}.bytes": info["bytes"], f"{kind}.dev_score": dev_scores[kind]})
             run.log_params({f"{kind}.sha256": info["sha256"]})
-    main = summary["files"][config.quantizations[0]]
+        run.log_params({"chosen": choice["chosen"], "choice_reason": choice["reason"]})
+    main = summary["files"][choice["chosen"]]
     return dg.MaterializeResult(metadata={
         **run.metadata(),
         "path": dg.MetadataValue.path(str(folder / main["file"])),
         "sha256": main["sha256"],
         "bytes": main["bytes"],
         "files": dg.MetadataValue.json(summary["files"]),
+        "quantization": choice["chosen"],
+        "quantization_choice": choice["reason"],
     })
 
 

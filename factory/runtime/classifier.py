@@ -1,4 +1,4 @@
-"""The factory's classify path: a GGUF through llama.cpp, decoding constrained to the label set.
+"""The classify path: a GGUF through llama.cpp, decoding constrained to the label set, with a confidence.
 
 The prompt is rendered with the GGUF's own template (as in the parity check) and llama.cpp
 keeps the longest shared prompt prefix (system prompt, template) in its KV cache between
@@ -9,18 +9,24 @@ splits of a label into tokens), and it stops as soon as one label remains. Token
 label shares (the `_` after `card` in `card_arrival`, `card_linking`) need no choice, so they are
 evaluated in one batch with the chosen token: a forward pass is spent only where labels branch.
 Labels with distinct first tokens cost one forward pass over the new part of the prompt.
+
+Confidence comes from the same forward passes: at each branch the softmax over the tokens that
+continue some label splits the probability mass between the branches. The chosen label keeps the
+product along its path; a branch not taken passes its mass to its labels in equal shares (no
+forward pass was spent to tell them apart), so the probabilities over the labels sum to 1.
 """
 from __future__ import annotations
 
 import ctypes
 import os
+import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from factory.lib.task import TaskSpec
-from factory.training.parity import GGUFPrompt
+from factory.runtime.prompt import GGUFPrompt
 
 
 @dataclass
@@ -28,6 +34,9 @@ class Classification:
     label: str | None
     answer: str
     latency_ms: float
+    confidence: float = 1.0
+    abstained: bool = False
+    probabilities: dict[str, float] = field(default_factory=dict)  # label -> probability (constrained path only)
 
 
 class GGUFClassifier:
@@ -39,7 +48,7 @@ class GGUFClassifier:
         if not labels:
             raise ValueError(f"task {task.name}: the classify path needs a classification contract")
         threads = threads or (os.cpu_count() or 1)
-        self.task, self.contract, self.constrained = task, contract, constrained
+        self.gguf_path, self.task, self.contract, self.constrained = gguf_path, task, contract, constrained
         # Flash attention (off by default in llama-cpp-python): ~10% lower latency on 2 CPU cores, the same labels
         # on 200 Banking77 messages.
         self.llm = Llama(model_path=gguf_path, n_ctx=n_ctx, n_threads=threads, n_threads_batch=threads, seed=0,
@@ -51,6 +60,8 @@ class GGUFClassifier:
                           for answer in answers}
         self.max_tokens = max(len(s) for s in self.sequences.values())
         self.prompt = GGUFPrompt(self.llm)
+        # One llama.cpp context is not thread-safe; a server shares one classifier between request threads.
+        self.lock = threading.Lock()
 
     def _eval_prompt(self, ids: list[int]) -> None:
         # Keep the cached prefix; at least the last prompt token is evaluated to get fresh logits.
@@ -69,20 +80,34 @@ class GGUFClassifier:
         pointer = llama_cpp.llama_get_logits_ith(self.llm.ctx, -1)
         return np.ctypeslib.as_array(ctypes.cast(pointer, ctypes.POINTER(ctypes.c_float)), shape=(self.llm.n_vocab(),))
 
-    def _constrained(self) -> str:
+    def _constrained(self) -> tuple[str, dict[str, float]]:
         candidates = dict(self.sequences)
-        depth = 0
+        probabilities = dict.fromkeys(self.sequences, 0.0)
+        path_mass, depth = 1.0, 0
         while len(candidates) > 1:
             logits = self._next_logits()
-            allowed = {seq[depth] for seq in candidates.values() if len(seq) > depth}
-            best = max(allowed, key=lambda token: logits[token])
-            candidates = {label: seq for label, seq in candidates.items() if len(seq) > depth and seq[depth] == best}
+            branches: dict[int, list[str]] = {}
+            for answer, seq in candidates.items():
+                branches.setdefault(seq[depth] if len(seq) > depth else -1, []).append(answer)
+            tokens = [t for t in branches if t >= 0]
+            scores = np.array([logits[t] for t in tokens], dtype=np.float64)
+            shares = np.exp(scores - scores.max())
+            shares /= shares.sum()
+            best = tokens[int(np.argmax(scores))]
+            for token, share in zip(tokens, shares):
+                if token != best:
+                    for answer in branches[token]:
+                        probabilities[answer] = path_mass * float(share) / len(branches[token])
+            path_mass *= float(shares[tokens.index(best)])
+            candidates = {answer: candidates[answer] for answer in branches[best]}
             start, depth = depth, depth + 1
             if len(candidates) > 1:
                 while all(len(seq) > depth for seq in candidates.values()) and len({seq[depth] for seq in candidates.values()}) == 1:
                     depth += 1  # forced: every remaining label continues with this token
                 self.llm.eval(list(next(iter(candidates.values()))[start:depth]))
-        return next(iter(candidates))
+        answer = next(iter(candidates))
+        probabilities[answer] = path_mass
+        return answer, {self.contract.parse_answer(a): p for a, p in probabilities.items()}
 
     def _free(self) -> str:
         eos, tokens = self.llm.token_eos(), []
@@ -94,8 +119,19 @@ class GGUFClassifier:
             self.llm.eval([token])
         return self.llm.detokenize(tokens).decode("utf-8", "replace")
 
-    def classify(self, text: str) -> Classification:
-        started = time.perf_counter()
-        self._eval_prompt(self.prompt.ids(self.task.messages(text)))
-        answer = self._constrained() if self.constrained else self._free()
-        return Classification(self.contract.parse_answer(answer), answer, (time.perf_counter() - started) * 1000)
+    def classify(self, text: str, messages: list[dict] | None = None) -> Classification:
+        """One text through the task's prompt (or the given messages); below the task's `abstain_below` confidence
+        the answer becomes its `fallback_label`, marked abstained."""
+        with self.lock:
+            started = time.perf_counter()
+            self._eval_prompt(self.prompt.ids(messages or self.task.messages(text)))
+            if not self.constrained:
+                answer = self._free()
+                return Classification(self.contract.parse_answer(answer), answer, (time.perf_counter() - started) * 1000)
+            answer, probabilities = self._constrained()
+            latency = (time.perf_counter() - started) * 1000
+        label, confidence = self.contract.parse_answer(answer), probabilities[self.contract.parse_answer(answer)]
+        fallback = self.task.fallback_label
+        if fallback and confidence < self.task.abstain_below:
+            return Classification(fallback, answer, latency, confidence, True, probabilities)
+        return Classification(label, answer, latency, confidence, False, probabilities)

@@ -1,0 +1,61 @@
+import json
+import os
+import shutil
+
+import dagster as dg
+
+from factory.defs.partitions import dataset_versions
+from factory.integrations.storage import FactoryStorage
+from factory.integrations.tracking import MlflowTracker
+from factory.lib.files import atomic_dir, write_json
+from factory.lib.release import PROMPT_MARKER, SYSTEM_MARKER, model_card, modelfile, ollama_template
+from factory.lib.report import comparison_rows, failed_gates, gates_markdown, markdown_table
+from factory.lib.versions import parse_version_key
+from factory.runtime.prompt import single_turn_template
+from factory.training.export_gguf import primary_gguf
+
+
+@dg.asset(partitions_def=dataset_versions, deps=["eval_report", "gguf_model", "lora_adapter", "accepted_examples"],
+          kinds={"mlflow", "gguf"})
+def released_model(context: dg.AssetExecutionContext, storage: FactoryStorage, tracker: MlflowTracker) -> dg.MaterializeResult:
+    """The served GGUF released: a new MLflow registered-model version under the alias `champion` (earlier versions
+    stay registered), a model card, and an Ollama Modelfile beside the GGUF. Only after every release gate passed."""
+    key = context.partition_key
+    task = storage.task_for(key)
+    report = json.loads((storage.asset_dir(key, "eval_report") / "report.json").read_text())
+    if failed := failed_gates(report["release_gates"]):  # the blocking check stops this too; never release past a gate
+        raise dg.Failure(f"{key}: release gates failed: {', '.join(failed)}")
+    kind, info, gguf = primary_gguf(storage.asset_dir(key, "gguf_model"))
+    folder = storage.asset_dir(key, "released_model")
+    training = json.loads((storage.asset_dir(key, "lora_adapter") / "summary.json").read_text())
+    data = json.loads((storage.asset_dir(key, "accepted_examples") / "summary.json").read_text())
+    rendered, stops = single_turn_template(str(gguf), SYSTEM_MARKER, PROMPT_MARKER)
+    table = markdown_table(comparison_rows(report["models"], order=report["model_order"]))
+    with atomic_dir(folder) as scratch:
+        _link_or_copy(gguf, scratch / gguf.name)
+        (scratch / "Modelfile").write_text(modelfile(gguf.name, ollama_template(rendered), stops, task.system_prompt))
+        (scratch / "MODEL_CARD.md").write_text(model_card(
+            task=task, partition=key, version=parse_version_key(key)[1], served_test=report["models"][report["served_model"]]["test"],
+            table_md=table, gates_md=gates_markdown(report["release_gates"]), training=training, data=data,
+            gguf={**info, "quantization": kind}, best_baseline=report["best_baseline"]), encoding="utf-8")
+    with tracker.run(context, {"quantization": kind, "gguf_sha256": info["sha256"]}) as run:
+        version = run.register(tracker.registered_name(task.name), folder / gguf.name, tags={
+            "dagster.partition": key, "gguf_path": str(folder / gguf.name), "sha256": info["sha256"], "quantization": kind})
+        run.log_artifacts(folder / "Modelfile")
+        run.log_artifacts(folder / "MODEL_CARD.md")
+    write_json(folder / "release.json", {"registered_model": tracker.registered_name(task.name), "version": version,
+                                         "alias": "champion", "partition": key, "gguf": gguf.name, "sha256": info["sha256"]})
+    return dg.MaterializeResult(metadata={
+        **run.metadata(),
+        "registered_model": tracker.registered_name(task.name),
+        "registered_version": version,
+        "path": dg.MetadataValue.path(str(folder)),
+        "model_card": dg.MetadataValue.md((folder / "MODEL_CARD.md").read_text(encoding="utf-8")),
+    })
+
+
+def _link_or_copy(source, target) -> None:
+    try:
+        os.link(source, target)  # same file system: no second copy of the weights
+    except OSError:
+        shutil.copy2(source, target)

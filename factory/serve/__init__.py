@@ -1,1 +1,0 @@
-"""Serving: the classify path used in production and in the speed benchmark."""
