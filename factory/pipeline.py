@@ -5,7 +5,6 @@ import dagster as dg
 
 from factory.definitions import defs
 
-
 # What `factory eval` re-runs on an existing version: the baselines and the report with its release gates.
 EVALUATION = ("baseline_report", "eval_report")
 

@@ -1,6 +1,8 @@
 """The commands a user types: import a task, add versions; errors name the file, line and field."""
 import json
 
+import pytest
+
 from factory.cli import main
 from factory.lib.task import load_task
 
@@ -36,3 +38,44 @@ def test_new_version_of_an_unknown_task_fails_cleanly(tmp_path, monkeypatch, cap
     monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dagster"))
     assert main(["version", "new", "--task", "nope"]) == 2
     assert "task.yaml not found" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("name", ["../../x", "/tmp/abs", "a/b", "..", "Mixed", "with space", "dots.v1", ""])
+def test_import_refuses_names_that_could_escape_or_that_versions_would_refuse(tmp_path, monkeypatch, capsys, name):
+    monkeypatch.setenv("FACTORY_DATA_ROOT", str(tmp_path / "root" / "data"))
+    source = tmp_path / "labelled.jsonl"
+    source.write_text("".join(json.dumps({"text": f"message {i}", "label": "ab"[i % 2]}) + "\n" for i in range(40)))
+    before = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*"))
+    assert main(["task", "import", str(source), "--name", name]) == 2
+    assert f"--name: bad task name {name!r}" in capsys.readouterr().err
+    assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*")) == before  # nothing written anywhere
+
+
+@pytest.mark.parametrize("args", [["version", "new", "--task", "../x"], ["run", "../x.v1"], ["eval", "x.v1/../../y.v1"]])
+def test_version_and_run_commands_refuse_bad_names(tmp_path, monkeypatch, capsys, args):
+    monkeypatch.setenv("FACTORY_DATA_ROOT", str(tmp_path / "data"))
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dagster"))
+    assert main(args) == 2
+    assert "bad" in capsys.readouterr().err
+    assert not (tmp_path / "data").exists() or not any((tmp_path / "data").rglob("*.yaml"))
+
+
+def test_storage_refuses_a_task_or_partition_outside_the_data_root(tmp_path):
+    from factory.integrations.storage import FactoryStorage
+    from factory.lib.errors import DataError
+
+    storage = FactoryStorage(data_root=str(tmp_path))
+    with pytest.raises(DataError, match="bad task name"):
+        storage.task_dir("../elsewhere")
+    with pytest.raises(DataError, match="bad dataset version"):
+        storage.asset_dir("../x.v1", "seed_examples")
+
+
+def test_a_task_whose_yaml_name_differs_from_its_folder_is_refused(tiny_task):
+    from factory.lib.errors import DataError
+    from factory.lib.task import load_task
+
+    spec = tiny_task / "task.yaml"
+    spec.write_text(spec.read_text().replace("name: tiny", "name: other"))
+    with pytest.raises(DataError, match="task.yaml, field 'name': name is 'other' but the folder is 'tiny'"):
+        load_task(tiny_task)

@@ -39,7 +39,7 @@ def test_dataset_chain_materialises_one_partition(resources, data_root, instance
 
 def test_failed_blocking_check_stops_the_splits(resources, data_root, tiny_task, instance):
     # Every 'login' seed is also an eval row: the leakage gate rejects them all and the label vanishes.
-    seeds = [json.loads(l) for l in (tiny_task / "seeds.jsonl").read_text().splitlines()]
+    seeds = [json.loads(line) for line in (tiny_task / "seeds.jsonl").read_text().splitlines()]
     leaked = [{"id": f"dev-{i}", "text": s["text"], "label": "login"} for i, s in enumerate(seeds) if s["label"] == "login"]
     (tiny_task / "eval" / "dev.jsonl").write_text("".join(json.dumps(r) + "\n" for r in leaked))
     result = dg.materialize(CHAIN, partition_key="tiny.v1", resources=resources, instance=instance, raise_on_error=False)
@@ -65,4 +65,14 @@ def test_golden_set_is_locked(resources, tiny_task, instance):
     golden = tiny_task / "eval" / "golden.jsonl"
     golden.write_text(golden.read_text().replace("Double charge", "Triple charge"))
     with pytest.raises(dg.Failure, match="golden set is locked"):
+        eval_sets(dg.build_asset_context(partition_key="tiny.v1"), storage=resources["storage"])
+
+
+@pytest.mark.parametrize("missing", ["dev", "test"])
+def test_a_task_without_dev_or_test_rows_is_refused_at_eval_sets_naming_the_file(resources, tiny_task, missing):
+    (tiny_task / "eval" / f"{missing}.jsonl").unlink()
+    with pytest.raises(dg.Failure, match=rf"eval/{missing}.jsonl: the {missing} set is missing"):
+        eval_sets(dg.build_asset_context(partition_key="tiny.v1"), storage=resources["storage"])
+    (tiny_task / "eval" / f"{missing}.jsonl").write_text("")
+    with pytest.raises(dg.Failure, match=rf"eval/{missing}.jsonl: the {missing} set has no rows"):
         eval_sets(dg.build_asset_context(partition_key="tiny.v1"), storage=resources["storage"])

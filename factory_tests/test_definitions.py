@@ -4,7 +4,7 @@ import dagster as dg
 from factory.definitions import defs
 
 STAGES = ["eval_sets", "seed_examples", "generated_examples", "accepted_examples", "dataset_splits",
-          "baseline_report", "lora_adapter", "gguf_model", "eval_report"]
+          "baseline_report", "lora_adapter", "gguf_model", "eval_report", "released_model"]
 
 
 def test_definitions_load_and_validate():
@@ -29,6 +29,9 @@ def test_blocking_checks_guard_the_dataset_and_the_export():
     loaded = defs()
     specs = {spec.name: spec for checks_def in loaded.asset_checks for spec in checks_def.check_specs}
     assert specs["accepted_examples_hold"].blocking and specs["gguf_prompt_parity"].blocking
+    assert specs["release_gates_pass"].blocking and specs["release_gates_pass"].asset_key == dg.AssetKey("eval_report")
+    upstream = defs().resolve_asset_graph().get(dg.AssetKey("released_model")).parent_keys
+    assert dg.AssetKey("eval_report") in upstream  # so the failed gate check blocks the release
 
 
 def test_adapter_code_version_follows_the_recipes():

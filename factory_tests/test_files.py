@@ -30,10 +30,9 @@ def test_atomic_dir_keeps_the_old_folder_when_the_block_fails(tmp_path):
     final = tmp_path / "artifact"
     with atomic_dir(final) as scratch:
         (scratch / "done.txt").write_text("v1")
-    with pytest.raises(RuntimeError):
-        with atomic_dir(final) as scratch:
-            (scratch / "done.txt").write_text("half")
-            raise RuntimeError("killed")
+    with pytest.raises(RuntimeError), atomic_dir(final) as scratch:
+        (scratch / "done.txt").write_text("half")
+        raise RuntimeError("killed")
     assert (final / "done.txt").read_text() == "v1"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["artifact"]
 

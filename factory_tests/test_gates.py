@@ -1,5 +1,4 @@
 import numpy as np
-import pytest
 
 from factory.lib.contracts import ClassificationContract
 from factory.lib.gates import GateConfig, apply_gates, normalize

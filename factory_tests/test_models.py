@@ -62,8 +62,8 @@ def test_a_model_that_wants_bos_gets_it_once_from_its_template_in_llama_cpp(temp
     from gguf import GGUFReader
     from llama_cpp import Llama
 
-    from factory.training import export_gguf
     from factory.runtime.prompt import GGUFPrompt
+    from factory.training import export_gguf
     from factory.training.parity import template_parity
 
     template = tmp_path / "bos_chatml.jinja"

@@ -23,8 +23,8 @@ def _config(tiny_task, base_dir, out, **overrides):
 def test_full_fine_tune_trains_every_weight_and_exports_a_gguf(tmp_path, tiny_task, resources):
     import torch
 
-    from factory.runtime.classifier import GGUFClassifier
     from factory.lib.task import load_task
+    from factory.runtime.classifier import GGUFClassifier
     from factory.training import export_gguf, sft
     from factory.training.weights import is_adapter, load_finetuned
 

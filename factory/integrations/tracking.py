@@ -11,7 +11,6 @@ from pydantic import Field
 
 from factory.integrations.storage import FactoryStorage
 
-
 CHAMPION = "champion"
 
 

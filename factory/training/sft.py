@@ -18,7 +18,6 @@ from factory.lib.files import atomic_dir, peak_rss_mib, read_jsonl, write_json
 from factory.lib.prompts import sft_record
 from factory.lib.task import load_task
 
-
 # A LoRA adapter's AdamW state is small, so plain AdamW is the default: paged 8-bit AdamW took 0.90 s a step against
 # 0.63 for QLoRA on SmolLM2-135M on an H200 (BENCHMARKS.md, "QLoRA on a GPU"); a choice for large models on small GPUs.
 OPTIMIZERS = ("adamw_torch", "adamw_8bit", "paged_adamw_8bit")

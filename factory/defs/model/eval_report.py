@@ -10,8 +10,16 @@ from factory.integrations.storage import FactoryStorage
 from factory.integrations.tracking import MlflowTracker
 from factory.lib.analysis import confusable_pairs, failure_clusters
 from factory.lib.files import read_jsonl, write_json
-from factory.lib.report import (add_costs, build_report, comparison_rows, confusion_png, failed_gates, headline,
-                                html_report, report_markdown)
+from factory.lib.report import (
+    add_costs,
+    build_report,
+    comparison_rows,
+    confusion_png,
+    failed_gates,
+    headline,
+    html_report,
+    report_markdown,
+)
 from factory.training.evaluate import EvalConfig
 from factory.training.export_gguf import primary_gguf
 

@@ -1,0 +1,110 @@
+"""Release gates block, the champion is what `factory classify` answers with, and the HTML report renders.
+
+Built on the session's `released_version`; tests that change anything copy it first."""
+import json
+import os
+import shutil
+import subprocess
+
+import pytest
+import yaml
+
+from factory.cli import main
+from factory.lib.files import read_jsonl
+
+
+@pytest.fixture
+def user_env(released_version, monkeypatch):
+    for key, value in released_version["env"].items():
+        monkeypatch.setenv(key, value)
+    return released_version
+
+
+@pytest.fixture
+def strict_copy(released_version, tmp_path, monkeypatch, model_cache):
+    """The released version copied under a fresh data root (no MLflow, no Dagster history) whose task now demands a
+    test macro-F1 no model can reach and that it beats the best baseline."""
+    root = tmp_path / "data"
+    shutil.copytree(released_version["root"] / "tasks", root / "tasks")
+    shutil.copytree(released_version["version"], root / "versions" / "tiny.v1",
+                    ignore=shutil.ignore_patterns("eval_report", "released_model"))
+    spec_path = root / "tasks" / "tiny" / "task.yaml"
+    spec = yaml.safe_load(spec_path.read_text())
+    spec["release_gates"] = {"min_test_macro_f1": 1.01, "beat_best_baseline": True}
+    spec_path.write_text(yaml.safe_dump(spec))
+    for key, value in {"FACTORY_DATA_ROOT": str(root), "DAGSTER_HOME": str(root / "dagster"),
+                       "FACTORY_CACHE_ROOT": str(model_cache)}.items():
+        monkeypatch.setenv(key, value)
+    from factory.cli import instance
+
+    instance().add_dynamic_partitions("dataset_version", ["tiny.v1"])
+    return root
+
+
+def test_a_failed_gate_blocks_the_release_and_the_command_exits_3(strict_copy, capsys):
+    import dagster as dg
+    from mlflow.tracking import MlflowClient
+
+    from factory.cli import instance, run_version
+
+    assert run_version("tiny.v1", None, assets=("eval_report", "released_model")) == 3
+    err = capsys.readouterr()
+    assert "not released; failed checks: eval_report:release_gates_pass" in err.err
+    assert "Release gates: FAILED: min_test_macro_f1 (1.000 vs 1.01)" in err.out
+    report = json.loads((strict_copy / "versions" / "tiny.v1" / "eval_report" / "report.json").read_text())
+    assert not report["release_gates"]["min_test_macro_f1"]["passed"]
+    assert report["release_gates"]["beat_best_baseline"]["baseline"] == report["best_baseline"]
+    assert not (strict_copy / "versions" / "tiny.v1" / "released_model").exists()
+    assert instance().get_latest_materialization_event(dg.AssetKey("released_model")) is None
+    assert instance().get_latest_materialization_event(dg.AssetKey("eval_report")) is not None
+    client = MlflowClient(tracking_uri=f"sqlite:///{strict_copy / 'mlflow' / 'mlflow.db'}")
+    assert client.search_registered_models() == []
+
+
+def test_classify_answers_with_the_champion_one_text_or_a_file(user_env, tmp_path, capsys):
+    assert main(["classify", "--task", "tiny", "I cannot log in, the password reset mail never came."]) == 0
+    answer = json.loads(capsys.readouterr().out)
+    assert answer["label"] in {"billing", "shipping", "login"} and answer["model_version"] == "tiny.v1"
+    assert 0 < answer["confidence"] <= 1 and answer["abstained"] is False
+    source = tmp_path / "inbox.csv"
+    source.write_text('id,body\na1,"Where is my parcel?"\na2,"Charged twice, ""why""?"\n', encoding="utf-8-sig")
+    out = tmp_path / "labels.jsonl"
+    assert main(["classify", "--task", "tiny", "--version", "tiny.v1", "--text-field", "body", str(source),
+                 "--output", str(out)]) == 0
+    rows = read_jsonl(out)
+    assert [r["id"] for r in rows] == ["a1", "a2"] and all(r["label"] in {"billing", "shipping", "login"} for r in rows)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["classify", "--task", "tiny", "--version", "tiny.v9", "x"], "tiny.v9 was not released"),
+    (["classify", "--task", "tiny", "--version", "other.v1", "x"], "'other.v1' is not a version of task 'tiny'"),
+    (["classify", "--task", "../tiny", "x"], "bad task name '../tiny'"),
+])
+def test_classify_refuses_what_was_never_released(user_env, capsys, args, message):
+    assert main(args) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_classify_names_the_file_line_and_field_of_a_bad_input(user_env, tmp_path, capsys):
+    source = tmp_path / "inbox.csv"
+    source.write_text("id,text\na1,hello there\na2,\n")
+    assert main(["classify", "--task", "tiny", str(source)]) == 2
+    assert "inbox.csv, line 3, field 'text': missing or empty text" in capsys.readouterr().err
+
+
+def test_the_html_report_is_self_contained_and_renders_in_chromium(released_version, tmp_path):
+    from PIL import Image, ImageStat
+
+    page = released_version["version"] / "eval_report" / "report.html"
+    html = page.read_text()
+    assert "http://" not in html and "https://" not in html  # nothing fetched from the network
+    assert html.count("<table>") >= 4 and "data:image/png;base64," in html
+    chromium = shutil.which("chromium")
+    assert chromium, "Debian's chromium is needed (make install installs it)"
+    shot = tmp_path / "report.png"
+    subprocess.run([chromium, "--headless=new", "--no-sandbox", "--disable-gpu", f"--screenshot={shot}",
+                    "--window-size=1200,1600", "--virtual-time-budget=5000", page.as_uri()],
+                   check=True, capture_output=True, timeout=120, env={**os.environ, "HOME": str(tmp_path)})
+    image = Image.open(shot).convert("L")
+    assert image.size == (1200, 1600)
+    assert ImageStat.Stat(image).stddev[0] > 10  # text, tables and the plot, not a blank page
