@@ -33,8 +33,6 @@ def test_dataset_chain_materialises_one_partition(resources, data_root, instance
     assert sorted(r["id"] for r in splits) == sorted(r["id"] for r in accepted)
     checks = result.get_asset_check_evaluations()
     assert [(c.check_name, c.passed) for c in checks] == [("accepted_examples_hold", True)]
-    # Other versions are untouched by this one.
-    assert sorted(p.name for p in (data_root / "versions").iterdir()) == ["tiny.v1"]
 
 
 def test_failed_blocking_check_stops_the_splits(resources, data_root, tiny_task, instance):
@@ -76,3 +74,40 @@ def test_a_task_without_dev_or_test_rows_is_refused_at_eval_sets_naming_the_file
     (tiny_task / "eval" / f"{missing}.jsonl").write_text("")
     with pytest.raises(dg.Failure, match=rf"eval/{missing}.jsonl: the {missing} set has no rows"):
         eval_sets(dg.build_asset_context(partition_key="tiny.v1"), storage=resources["storage"])
+
+
+ROWS = [{"id": "a", "text": "hello there", "target": "billing", "source": "seed"},
+        {"id": "b", "text": "where is it", "target": "shipping", "source": "seed"}]
+
+
+@pytest.mark.parametrize("accepted, rejected, expected, problem", [
+    ([ROWS[0], {**ROWS[1], "id": "c"}], [], 3, "accepted 2 + rejected 0 != input 3"),  # a row lost between the stages
+    (ROWS, [{"id": "c", "gate": "length", "reason": "too short"}], 2, "accepted 2 + rejected 1 != input 2"),
+    ([{**ROWS[0], "text": ""}, ROWS[1]], [], 2, "schema: "),
+    ([ROWS[0], {**ROWS[1], "id": "a"}], [], 2, "schema: "),  # ids must stay unique
+    (ROWS, [{"id": "c", "gate": "length", "reason": ""}], 3, "schema: "),  # a rejection needs its reason
+    (ROWS[:1], [{"id": "b", "gate": "length", "reason": "too short"}], 2, "labels with no accepted row: ['shipping']"),
+])
+def test_the_dataset_check_names_each_kind_of_problem(accepted, rejected, expected, problem):
+    from factory.lib.schemas import accepted_table_problems
+
+    problems = accepted_table_problems(accepted, rejected, expected, {"billing": "", "shipping": ""})
+    assert len(problems) == 1 and problems[0].startswith(problem)
+    assert accepted_table_problems(ROWS, [], 2, {"billing": "", "shipping": ""}) == []
+
+
+def test_same_rows_and_seed_give_byte_identical_splits(resources, data_root, instance, tmp_path, model_cache):
+    import shutil
+
+    from factory.defs.resources import factory_resources
+
+    other = tmp_path / "other" / "data"
+    shutil.copytree(data_root / "tasks", other / "tasks")
+    assert dg.materialize(CHAIN, partition_key="tiny.v1", resources=resources, instance=instance).success
+    with dg.instance_for_test() as second:
+        second.add_dynamic_partitions("dataset_version", ["tiny.v1"])
+        assert dg.materialize(CHAIN, partition_key="tiny.v1", instance=second,
+                              resources=factory_resources(str(other), str(model_cache))).success
+    for name in ("train.jsonl", "validation.jsonl"):
+        first = (data_root / "versions" / "tiny.v1" / "dataset_splits" / name).read_bytes()
+        assert first and first == (other / "versions" / "tiny.v1" / "dataset_splits" / name).read_bytes()

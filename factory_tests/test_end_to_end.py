@@ -126,3 +126,46 @@ def test_inference_benchmark_runs_on_the_exported_model(released_version, tmp_pa
     assert breakdown["new_prompt_tokens_mean"] < breakdown["prompt_tokens_mean"]
     assert result["ratios"]["prompt_only_vs_chat_latency_p50"] > 0
     assert result["llama_cpp"]["version"] == llama_cpp.__version__ and result["llama_cpp"]["cpu_features"]
+
+
+def test_training_learns_the_task_not_only_its_format(released_version):
+    """Loss falls far below its start and the trained rows are answered far better than by the untrained model
+    with the same prompt: valid labels alone would also come from a model trained on wrong targets."""
+    from factory.integrations.models import packaged_gguf
+    from factory.lib.task import load_task
+    from factory.runtime.classifier import GGUFClassifier
+    from factory.training.export_gguf import primary_gguf
+
+    version = released_version["version"]
+    summary = json.loads((version / "lora_adapter" / "summary.json").read_text())
+    losses = [h["loss"] for h in summary["log_history"] if "loss" in h]
+    assert summary["precision"] == "fp32" and len(losses) == 14
+    assert min(losses[-3:]) < 0.25 * losses[0]
+    task = load_task(released_version["root"] / "tasks" / "tiny")
+    trained = read_jsonl(version / "dataset_splits" / "train.jsonl")
+
+    def accuracy(gguf) -> float:
+        classifier = GGUFClassifier(str(gguf), task)
+        return sum(classifier.classify(r["text"]).label == r["target"] for r in trained) / len(trained)
+
+    tuned, base = accuracy(primary_gguf(version / "gguf_model")[2]), accuracy(packaged_gguf("smollm2-135m"))
+    assert tuned >= 0.9 and tuned >= base + 0.3, (tuned, base)
+
+
+def test_scoring_again_gives_identical_answers_and_metrics(released_version, tmp_path):
+    from factory.training.evaluate import EvalConfig
+    from factory.training.evaluate import main as evaluate
+    from factory.training.export_gguf import primary_gguf
+
+    version = released_version["version"]
+    served = json.loads((version / "eval_report" / "report.json").read_text())["served_model"]
+    again = evaluate(EvalConfig(model=str(primary_gguf(version / "gguf_model")[2]),
+                                task_dir=str(released_version["root"] / "tasks" / "tiny"),
+                                eval_files={"test": str(version / "eval_sets" / "test.jsonl")},
+                                output_dir=str(tmp_path / "again")), log=lambda _: None)["sets"]["test"]
+    before = json.loads((version / "eval_report" / served / "summary.json").read_text())["sets"]["test"]
+    timing = ("latency_p50_ms", "latency_p95_ms", "requests_per_s", "cpu_seconds_per_request")
+    assert {k: v for k, v in again.items() if k not in timing} == {k: v for k, v in before.items() if k not in timing}
+    keep = ("id", "prediction", "answer", "confidence")
+    assert [{k: p[k] for k in keep} for p in read_jsonl(tmp_path / "again" / "predictions-test.jsonl")] == \
+        [{k: p[k] for k in keep} for p in read_jsonl(version / "eval_report" / served / "predictions-test.jsonl")]

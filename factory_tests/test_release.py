@@ -50,7 +50,7 @@ def test_a_failed_gate_blocks_the_release_and_the_command_exits_3(strict_copy, c
     assert run_version("tiny.v1", None, assets=("eval_report", "released_model")) == 3
     err = capsys.readouterr()
     assert "not released; failed checks: eval_report:release_gates_pass" in err.err
-    assert "Release gates: FAILED: min_test_macro_f1 (1.000 vs 1.01)" in err.out
+    assert "Release gates: FAILED: min_test_macro_f1 (1 vs 1.01)" in err.out
     report = json.loads((strict_copy / "versions" / "tiny.v1" / "eval_report" / "report.json").read_text())
     assert not report["release_gates"]["min_test_macro_f1"]["passed"]
     assert report["release_gates"]["beat_best_baseline"]["baseline"] == report["best_baseline"]

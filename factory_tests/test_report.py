@@ -13,7 +13,7 @@ def test_release_gates_compare_each_value_with_its_threshold():
     assert {n: (g["value"], g["passed"]) for n, g in gates.items()} == {
         "min_test_macro_f1": (0.7, False), "max_invalid_rate": (0.1, False), "golden_min_accuracy": (0.9, True),
         "max_golden_critical_failures": (0, True)}
-    assert failed_gates(gates) == ["min_test_macro_f1 (0.700 vs 0.75)", "max_invalid_rate (0.100 vs 0.05)"]
+    assert failed_gates(gates) == ["min_test_macro_f1 (0.7 vs 0.75)", "max_invalid_rate (0.1 vs 0.05)"]
 
 
 @pytest.mark.parametrize("baseline_score, passed", [(0.69, True), (0.70, True), (0.71, False)])

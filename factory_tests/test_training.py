@@ -144,3 +144,79 @@ def test_lm_head_scores_only_the_answer_tokens_with_the_same_loss(resources, mon
     assert scored == [input_ids.shape[1] - 1, len(answer)]
     assert torch.allclose(answer_only, every_position, atol=1e-5)
     assert trl_utils._use_triton is not None and not trl_utils._use_triton(torch.device("cpu"))
+
+
+def test_the_trainer_supervises_exactly_the_answer_and_its_end_of_turn_token(tmp_path, tiny_task, resources):
+    from factory.lib.files import read_jsonl
+    from factory.lib.task import load_task
+    from factory.training.sft import build_trainer
+
+    config = _config(tiny_task, resources["base_model"].hf_dir(), tmp_path / "trained", method="lora",
+                     per_device_train_batch_size=6, group_by_length=False)
+    trainer, _ = build_trainer(config, tmp_path / "checkpoints", log=lambda _: None)
+    tokenizer, contract = trainer.processing_class, load_task(tiny_task).build_contract()
+    end_of_turn = tokenizer.convert_tokens_to_ids(tokenizer.eos_token)
+    batch = next(iter(trainer.get_train_dataloader()))
+    answers = {tuple(tokenizer(contract.render(r["target"]), add_special_tokens=False)["input_ids"]) + (end_of_turn,)
+               for r in read_jsonl(config.train_file)}
+    assert len(batch["input_ids"]) == 6
+    for ids, labels in zip(batch["input_ids"].tolist(), batch["labels"].tolist()):
+        supervised = [(i, token) for i, (token, label) in enumerate(zip(ids, labels)) if label != -100]
+        assert all(labels[i] == token for i, token in supervised)  # a label is its own input id, shifted by the model
+        positions = [i for i, _ in supervised]
+        assert positions == list(range(positions[0], positions[-1] + 1))  # one run at the end of the prompt
+        assert tuple(token for _, token in supervised) in answers
+        assert ids[positions[0] - 1] != end_of_turn and tokenizer.decode(ids[: positions[0]]).endswith("assistant\n")
+
+
+def _write_dev(tiny_task, path):
+    from factory_tests.conftest import TINY_EVAL
+
+    write_jsonl(path, [{"id": f"dev-{i}", "text": t, "target": lab} for i, (t, lab) in enumerate(TINY_EVAL["dev"])])
+    return str(path)
+
+
+def test_a_killed_training_run_leaves_no_adapter_and_resumes_from_its_last_checkpoint(tmp_path, tiny_task, resources):
+    import json
+    import signal
+    import subprocess
+    import sys
+    import time
+    from dataclasses import asdict
+
+    out = tmp_path / "trained"
+    config = _config(tiny_task, resources["base_model"].hf_dir(), out, method="lora", max_steps=6, eval_steps=2,
+                     learning_rate=1e-3, logging_steps=1, dev_file=_write_dev(tiny_task, tmp_path / "dev.jsonl"))
+    path = tmp_path / "sft.json"
+    path.write_text(json.dumps(asdict(config)))
+    command = [sys.executable, "-m", "factory.training.sft", "--config", str(path)]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    checkpoints = tmp_path / ".checkpoints-trained"
+    deadline = time.monotonic() + 300
+    while not (checkpoints / "checkpoint-2" / "trainer_state.json").exists():
+        assert process.poll() is None and time.monotonic() < deadline, "training ended before its first checkpoint"
+        time.sleep(0.2)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert not out.exists()  # nothing half-written under the final name
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".partial-trained-"))  # the killed scratch
+
+    subprocess.run(command, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["resumed_from_step"] in (2, 4) and summary["steps"] == 6
+    assert summary["steps_run"] == 6 - summary["resumed_from_step"]
+    dev_scores = {h["step"]: h["eval_dev_macro_f1"] for h in summary["log_history"] if "eval_dev_macro_f1" in h}
+    assert set(dev_scores) >= {6} and summary["best_dev_macro_f1"] == max(dev_scores.values())
+    assert summary["best_step"] in dev_scores and dev_scores[summary["best_step"]] == summary["best_dev_macro_f1"]
+    assert not checkpoints.exists()  # finished: nothing left to resume
+
+
+def test_training_stops_when_dev_macro_f1_stops_improving(tmp_path, tiny_task, resources):
+    from factory.training import sft
+
+    # A zero learning rate changes nothing, so the second evaluation is no better than the first.
+    config = _config(tiny_task, resources["base_model"].hf_dir(), tmp_path / "trained", method="lora", max_steps=8,
+                     eval_steps=2, learning_rate=0.0, early_stopping_patience=1,
+                     dev_file=_write_dev(tiny_task, tmp_path / "dev.jsonl"))
+    summary = sft.main(config, log=lambda _: None)
+    assert summary["steps"] == 4 and summary["best_step"] == 2

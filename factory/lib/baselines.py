@@ -43,7 +43,8 @@ def few_shot_prompts(prompt: str, query_embeddings: np.ndarray, train_embeddings
     prompts = []
     for row in query_embeddings:
         nearest = np.argsort(-(train_embeddings @ row))[:shots]
-        examples = "\n".join(f"{train_rows[i]['text'][:300]!r} -> {render(train_rows[i]['target'])}" for i in nearest)
+        # Examples cut to 200 characters: a long e-mail would make each few-shot prompt several times the row's cost.
+        examples = "\n".join(f"{train_rows[i]['text'][:200]!r} -> {render(train_rows[i]['target'])}" for i in nearest)
         prompts.append(f"{prompt}\n\nExamples:\n{examples}")
     return prompts
 

@@ -6,7 +6,3 @@ def chat_messages(system_prompt: str, text: str, max_input_chars: int) -> list[d
     # Cut by characters, not tokens, so HF and llama.cpp see the very same prompt.
     return [{"role": "system", "content": system_prompt}, {"role": "user", "content": text[:max_input_chars]}]
 
-
-def sft_record(messages: list[dict[str, str]], answer: str) -> dict:
-    """Conversational prompt-completion record: TRL computes the loss on the completion only."""
-    return {"prompt": messages, "completion": [{"role": "assistant", "content": answer}]}

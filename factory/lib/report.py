@@ -51,8 +51,12 @@ def release_gates(served: dict, gates, best: tuple[str, float] | None = None, pr
     return out
 
 
+def _number(value) -> str:
+    return f"{value:.3f}".rstrip("0").rstrip(".") if isinstance(value, float) else str(value)
+
+
 def failed_gates(gates: dict[str, dict]) -> list[str]:
-    return [f"{name} ({g['value']:.3f} vs {g['threshold']})" for name, g in gates.items() if not g["passed"]]
+    return [f"{name} ({_number(g['value'])} vs {_number(g['threshold'])})" for name, g in gates.items() if not g["passed"]]
 
 
 def comparison_rows(models: dict[str, dict], set_name: str = "test", order: list[str] | None = None) -> list[dict]:
@@ -92,7 +96,8 @@ def gates_markdown(gates: dict[str, dict]) -> str:
     lines = ["| gate | value | threshold | result |", "|---|---|---|---|"]
     for name, g in gates.items():
         extra = f" ({g['baseline']})" if "baseline" in g else (f" ({g['label']})" if g.get("label") else "")
-        lines.append(f"| {name}{extra} | {g['value']:.3f} | {g['threshold']} | {'passed' if g['passed'] else 'FAILED'} |")
+        lines.append(f"| {name}{extra} | {_number(g['value'])} | {_number(g['threshold'])} | "
+                     f"{'passed' if g['passed'] else 'FAILED'} |")
     return "\n".join(lines)
 
 
@@ -140,8 +145,8 @@ def html_report(title: str, sections: list[tuple[str, str]], tables: dict[str, l
         parts.append(f"<h2>{html.escape(heading)}</h2><p>{html.escape(text)}</p>")
     for name, rows in tables.items():
         parts.append(f"<h2>{html.escape(name)}</h2>{_html_table(rows)}")
-    gate_rows = "".join(f"<tr class={'pass' if g['passed'] else 'fail'}><td>{html.escape(n)}</td><td>{g['value']:.3f}</td>"
-                        f"<td>{g['threshold']}</td><td>{'passed' if g['passed'] else 'FAILED'}</td></tr>" for n, g in gates.items())
+    gate_rows = "".join(f"<tr class={'pass' if g['passed'] else 'fail'}><td>{html.escape(n)}</td><td>{_number(g['value'])}</td>"
+                        f"<td>{_number(g['threshold'])}</td><td>{'passed' if g['passed'] else 'FAILED'}</td></tr>" for n, g in gates.items())
     parts.append("<h2>Release gates</h2><table><thead><tr><th>gate</th><th>value</th><th>threshold</th><th>result</th>"
                  f"</tr></thead><tbody>{gate_rows}</tbody></table>")
     if per_label:

@@ -42,3 +42,20 @@ def column_schema_fields(model: type[pa.DataFrameModel]) -> list[tuple[str, str,
     """(name, dtype, description) of a schema, for Dagster's column-schema metadata."""
     schema = model.to_schema()
     return [(name, str(col.dtype), col.description or "") for name, col in schema.columns.items()]
+
+
+def accepted_table_problems(accepted: list[dict], rejected: list[dict], expected_input: int,
+                            labels: dict | None) -> list[str]:
+    """What is wrong with a gate stage's output: schema violations, rows lost or invented, labels left with no row."""
+    problems = []
+    try:
+        ExampleSchema.validate(frame(accepted, ["id", "text", "target", "source"]), lazy=True)
+        RejectedSchema.validate(frame(rejected, ["id", "gate", "reason"]), lazy=True)
+    except pa.errors.SchemaErrors as exc:
+        problems.append(f"schema: {exc.failure_cases.head(5).to_dict('records')}")
+    if len(accepted) + len(rejected) != expected_input:
+        problems.append(f"accepted {len(accepted)} + rejected {len(rejected)} != input {expected_input}")
+    missing = sorted(set(labels or ()) - {row["target"] for row in accepted})
+    if missing:
+        problems.append(f"labels with no accepted row: {missing}")
+    return problems

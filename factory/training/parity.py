@@ -6,6 +6,8 @@ exported model, so this runs as a blocking check on every export.
 """
 from __future__ import annotations
 
+from jinja2 import TemplateError
+
 from factory.runtime.prompt import GGUFPrompt
 
 
@@ -25,7 +27,10 @@ def template_parity(gguf_path: str, tokenizer_dir: str, conversations: list[list
     prompt = GGUFPrompt(llm)
     for i, messages in enumerate(conversations):
         expected = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True, return_dict=True)["input_ids"]
-        got = prompt.ids(messages)
+        try:
+            got = prompt.ids(messages)
+        except TemplateError as exc:
+            return [*problems, f"the GGUF's chat template does not render: {exc}"]
         if list(expected) != list(got):
             cut = next((j for j, (a, b) in enumerate(zip(expected, got)) if a != b), min(len(expected), len(got)))
             problems.append(f"conversation {i}: prompt ids differ from position {cut} "

@@ -4,6 +4,8 @@
 """
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 import os
 import shutil
@@ -14,8 +16,7 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from factory.lib.files import atomic_dir, peak_rss_mib, read_jsonl, write_json
-from factory.lib.prompts import sft_record
+from factory.lib.files import atomic_dir, peak_rss_mib, read_jsonl, sha256_file, write_json
 from factory.lib.task import load_task
 
 # A LoRA adapter's AdamW state is small, so plain AdamW is the default: paged 8-bit AdamW took 0.90 s a step against
@@ -50,6 +51,13 @@ class SFTRunConfig:
         "help": f"one of {', '.join(OPTIMIZERS)}; the 8-bit ones are bitsandbytes', 'paged' spills state to host memory"})
     precision: str = field(default="auto", metadata={
         "help": "'bf16' mixed precision, 'fp32', or 'auto': bf16 on CUDA and on CPUs with AVX512-BF16 or AMX, else fp32"})
+    dev_file: str | None = field(default=None, metadata={
+        "help": "JSONL scored through the label-constrained path at each evaluation: the best checkpoint by dev macro-F1 is kept"})
+    eval_steps: int = field(default=0, metadata={"help": "evaluate and checkpoint every N steps (0: every epoch)"})
+    early_stopping_patience: int = field(default=0, metadata={
+        "help": "stop after this many evaluations without a better dev macro-F1 (0: train to the end, still keep the best)"})
+    resume: bool = field(default=True, metadata={
+        "help": "continue a killed run from its last checkpoint when the config and the data are unchanged"})
     seed: int = field(default=0, metadata={"help": "seeds data order, dropout and adapter init"})
     logging_steps: int = field(default=5, metadata={"help": "log the loss every N steps"})
 
@@ -80,9 +88,19 @@ def resolve_precision(precision: str, cuda: bool, cpu_bf16: bool) -> str:
     return "bf16" if cuda or cpu_bf16 else "fp32"
 
 
-def _records(path: str, task) -> list[dict]:
+def _records(path: str, task, tokenizer) -> list[dict]:
+    """Rows tokenized here rather than by TRL: the prompt as the chat template renders it for generation, then the
+    answer and the end-of-turn token, the only supervised positions. TRL's own prompt-completion tokenization would
+    also supervise what the template writes after the turn (ChatML's newline after <|im_end|>)."""
     contract = task.build_contract()
-    return [sft_record(task.messages(row["text"]), contract.render(row["target"])) for row in read_jsonl(path)]
+    end_of_turn = tokenizer.convert_tokens_to_ids(tokenizer.eos_token)
+    records = []
+    for row in read_jsonl(path):
+        prompt = tokenizer.apply_chat_template(task.messages(row["text"]), add_generation_prompt=True, tokenize=True,
+                                               return_dict=True)["input_ids"]
+        answer = tokenizer(contract.render(row["target"]), add_special_tokens=False)["input_ids"] + [end_of_turn]
+        records.append({"input_ids": list(prompt) + answer, "completion_mask": [0] * len(prompt) + [1] * len(answer)})
+    return records
 
 
 @contextmanager
@@ -124,8 +142,24 @@ def step_clock():
     return StepClock()
 
 
-def main(config: SFTRunConfig, log: Callable[[str], None] = print) -> dict:
-    """Train a LoRA adapter on the task's chat-formatted rows and save it."""
+def checkpoint_dir(config: SFTRunConfig) -> Path:
+    """Checkpoints beside the output, kept across a killed run; wiped when the config or the data changed since."""
+    output = Path(config.output_dir)
+    folder = output.with_name(f".checkpoints-{output.name}")
+    digest = hashlib.sha256(json.dumps({k: v for k, v in asdict(config).items() if k != "resume"}, sort_keys=True).encode())
+    for path in (config.train_file, config.validation_file, config.dev_file):
+        if path and Path(path).exists():
+            digest.update(sha256_file(path).encode())
+    marker = folder / "fingerprint"
+    if folder.exists() and (not marker.exists() or marker.read_text() != digest.hexdigest()):
+        shutil.rmtree(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    marker.write_text(digest.hexdigest())
+    return folder
+
+
+def build_trainer(config: SFTRunConfig, checkpoints: Path, log: Callable[[str], None] = print):
+    """The TRL trainer for a config, its checkpoints under `checkpoints`, and the step clock; tests read its batches."""
     import torch
     from datasets import Dataset
     from peft import LoraConfig
@@ -138,12 +172,15 @@ def main(config: SFTRunConfig, log: Callable[[str], None] = print) -> dict:
     quantize = not full and (config.quantization == "nf4" or (config.quantization == "auto" and cuda))
     bf16 = resolve_precision(config.precision, cuda, cpu_runs_bf16()) == "bf16"
     task = load_task(config.task_dir)
-    train = Dataset.from_list(_records(config.train_file, task))
-    validation = Dataset.from_list(_records(config.validation_file, task)) if config.validation_file else None
+    tokenizer = AutoTokenizer.from_pretrained(config.base_model_dir)
+    train = Dataset.from_list(_records(config.train_file, task, tokenizer))
+    validation = Dataset.from_list(_records(config.validation_file, task, tokenizer)) if config.validation_file else None
     if validation is not None and len(validation) == 0:
         validation = None
-
-    tokenizer = AutoTokenizer.from_pretrained(config.base_model_dir)
+    dev = read_jsonl(config.dev_file) if config.dev_file and getattr(task.contract, "labels", None) else []
+    if validation is None and dev:
+        validation = Dataset.from_list(_records(config.dev_file, task, tokenizer))  # evaluate() needs rows to take a loss on
+    schedule = "steps" if config.eval_steps else "epoch"
     weights_dtype = torch.bfloat16 if cuda and bf16 else torch.float32  # on CPU, bf16 autocast over fp32 weights
     model_kwargs: dict = {"dtype": weights_dtype}
     if quantize:
@@ -159,51 +196,81 @@ def main(config: SFTRunConfig, log: Callable[[str], None] = print) -> dict:
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=config.gradient_checkpointing)
     if not cuda:
         torch.set_num_threads(os.cpu_count() or 1)
+    args = SFTConfig(
+        output_dir=str(checkpoints),
+        num_train_epochs=config.num_train_epochs,
+        max_steps=config.max_steps,
+        per_device_train_batch_size=config.per_device_train_batch_size,
+        per_device_eval_batch_size=config.per_device_train_batch_size,
+        gradient_accumulation_steps=config.gradient_accumulation_steps,
+        learning_rate=config.learning_rate,
+        lr_scheduler_type=config.lr_scheduler_type,
+        warmup_steps=config.warmup_ratio,
+        max_length=config.max_length,
+        activation_checkpointing=config.gradient_checkpointing,  # transformers 5 name; the recipe keeps its key
+        train_sampling_strategy="group_by_length" if config.group_by_length else "random",
+        completion_only_loss=True,
+        logging_steps=config.logging_steps,
+        eval_strategy=schedule if validation is not None else "no",
+        eval_steps=config.eval_steps or None,
+        # Checkpoints at every evaluation: a killed run resumes from the last, the best is loaded at the end.
+        save_strategy=schedule,
+        save_steps=config.eval_steps or 500,
+        save_total_limit=2,
+        load_best_model_at_end=bool(dev),
+        metric_for_best_model="dev_macro_f1" if dev else None,
+        greater_is_better=True if dev else None,
+        report_to="none",
+        seed=config.seed,
+        data_seed=config.seed,
+        bf16=bf16,
+        use_cpu=not cuda,
+        optim=config.optimizer,
+        dataloader_num_workers=0,
+        disable_tqdm=True,
+    )
+    peft_config = None if full else LoraConfig(
+        r=config.lora_r, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
+        target_modules=config.target_modules, task_type="CAUSAL_LM",
+    )
+    clock = step_clock()
+    callbacks = [clock]
+    if dev:
+        from transformers import EarlyStoppingCallback
 
+        from factory.training.task_metric import DevMetric
+
+        callbacks.append(DevMetric(task, dev, tokenizer))  # before early stopping, which reads what it adds
+        if config.early_stopping_patience:
+            callbacks.append(EarlyStoppingCallback(early_stopping_patience=config.early_stopping_patience))
+    trainer = SFTTrainer(
+        model=model, args=args, train_dataset=train, eval_dataset=validation,
+        processing_class=tokenizer, peft_config=peft_config, callbacks=callbacks,
+    )
+    trainer.quantized = quantize
+    return trainer, clock
+
+
+def main(config: SFTRunConfig, log: Callable[[str], None] = print) -> dict:
+    """Train a LoRA adapter (or every weight) on the task's chat-formatted rows and save it."""
+    import torch
+
+    cuda = torch.cuda.is_available()
     output = Path(config.output_dir)
+    checkpoints = checkpoint_dir(config)
+    resume_from = max(checkpoints.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]), default=None)
     with atomic_dir(output) as scratch:
-        args = SFTConfig(
-            output_dir=str(scratch / "checkpoints"),
-            num_train_epochs=config.num_train_epochs,
-            max_steps=config.max_steps,
-            per_device_train_batch_size=config.per_device_train_batch_size,
-            per_device_eval_batch_size=config.per_device_train_batch_size,
-            gradient_accumulation_steps=config.gradient_accumulation_steps,
-            learning_rate=config.learning_rate,
-            lr_scheduler_type=config.lr_scheduler_type,
-            warmup_steps=config.warmup_ratio,
-            max_length=config.max_length,
-            activation_checkpointing=config.gradient_checkpointing,  # transformers 5 name; the recipe keeps its key
-            train_sampling_strategy="group_by_length" if config.group_by_length else "random",
-            completion_only_loss=True,
-            logging_steps=config.logging_steps,
-            eval_strategy="epoch" if validation is not None else "no",
-            save_strategy="no",
-            report_to="none",
-            seed=config.seed,
-            data_seed=config.seed,
-            bf16=bf16,
-            use_cpu=not cuda,
-            optim=config.optimizer,
-            dataloader_num_workers=0,
-            disable_tqdm=True,
-        )
-        peft_config = None if full else LoraConfig(
-            r=config.lora_r, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
-            target_modules=config.target_modules, task_type="CAUSAL_LM",
-        )
-        clock = step_clock()
-        trainer = SFTTrainer(
-            model=model, args=args, train_dataset=train, eval_dataset=validation,
-            processing_class=tokenizer, peft_config=peft_config, callbacks=[clock],
-        )
+        trainer, clock = build_trainer(config, checkpoints, log)
+        quantize, tokenizer, train = trainer.quantized, trainer.processing_class, trainer.train_dataset
         parameters = list(trainer.model.parameters())
         trainable = sum(p.numel() for p in parameters if p.requires_grad)
         total = sum(p.numel() for p in parameters)
         log(f"training {trainable:,} of {total:,} parameters on {len(train)} rows (quantization={'nf4' if quantize else 'none'})")
         started = time.perf_counter()
+        if resume_from is not None and config.resume:
+            log(f"resuming from {resume_from.name}: the last checkpoint of an interrupted run with this config and data")
         with lm_head_on_answer_tokens_only():
-            result = trainer.train()
+            result = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from and config.resume else None)
         seconds = time.perf_counter() - started
         trainer.model.save_pretrained(scratch / "adapter")
         tokenizer.save_pretrained(scratch / "adapter")
@@ -229,12 +296,17 @@ def main(config: SFTRunConfig, log: Callable[[str], None] = print) -> dict:
             "device": "cuda" if cuda else "cpu",
             "peak_rss_mib": peak_rss_mib(),
             "peak_gpu_mib": torch.cuda.max_memory_allocated() / 2**20 if cuda else None,
+            "resumed_from_step": int(resume_from.name.split("-")[1]) if resume_from and config.resume else None,
+            "steps_run": len(clock.ends),
+            "best_dev_macro_f1": trainer.state.best_metric,
+            "best_step": int(trainer.state.best_model_checkpoint.rsplit("-", 1)[1]) if trainer.state.best_model_checkpoint else None,
             "config": asdict(config),
             "log_history": trainer.state.log_history,
         }
         write_json(scratch / "summary.json", summary)
-        shutil.rmtree(scratch / "checkpoints", ignore_errors=True)
-    log(f"{'full weights' if full else 'adapter'} saved to {output / 'adapter'}: loss {result.training_loss:.4f}, {seconds:.0f}s")
+    shutil.rmtree(checkpoints, ignore_errors=True)  # finished: nothing left to resume
+    log(f"{'full weights' if config.method == 'full' else 'adapter'} saved to {output / 'adapter'}: "
+        f"loss {result.training_loss:.4f}, {seconds:.0f}s")
     return {k: v for k, v in summary.items() if k not in ("log_history", "config")}
 
 

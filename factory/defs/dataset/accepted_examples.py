@@ -1,7 +1,6 @@
 from collections import Counter
 
 import dagster as dg
-import pandera.pandas as pa
 from pydantic import Field
 
 from factory.defs.metadata import table_metadata
@@ -10,7 +9,7 @@ from factory.integrations.resources import Embedder
 from factory.integrations.storage import FactoryStorage
 from factory.lib.files import atomic_dir, read_jsonl, write_json, write_jsonl
 from factory.lib.gates import GateConfig, apply_gates
-from factory.lib.schemas import ExampleSchema, RejectedSchema, frame
+from factory.lib.schemas import ExampleSchema, accepted_table_problems
 
 
 class GatesConfig(dg.Config):
@@ -61,19 +60,8 @@ def accepted_examples_hold(context: dg.AssetCheckExecutionContext, storage: Fact
     key = context.partition_key
     folder = storage.asset_dir(key, "accepted_examples")
     accepted, rejected = read_jsonl(folder / "accepted.jsonl"), read_jsonl(folder / "rejected.jsonl")
-    problems = []
-    try:
-        ExampleSchema.validate(frame(accepted, ["id", "text", "target", "source"]), lazy=True)
-        RejectedSchema.validate(frame(rejected, ["id", "gate", "reason"]), lazy=True)
-    except pa.errors.SchemaErrors as exc:
-        problems.append(f"schema: {exc.failure_cases.head(5).to_dict('records')}")
     expected = len(read_jsonl(storage.asset_dir(key, "seed_examples") / "seeds.jsonl"))
     expected += len(read_jsonl(storage.asset_dir(key, "generated_examples") / "generated.jsonl"))
-    if len(accepted) + len(rejected) != expected:
-        problems.append(f"accepted {len(accepted)} + rejected {len(rejected)} != input {expected}")
-    contract = storage.task_for(key).build_contract()
-    labels = getattr(contract, "labels", None)
-    missing = sorted(set(labels or ()) - {row["target"] for row in accepted})
-    if missing:
-        problems.append(f"labels with no accepted row: {missing}")
+    labels = getattr(storage.task_for(key).build_contract(), "labels", None)
+    problems = accepted_table_problems(accepted, rejected, expected, labels)
     return dg.AssetCheckResult(passed=not problems, metadata={"problems": dg.MetadataValue.json(problems)})

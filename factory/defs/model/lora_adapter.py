@@ -13,13 +13,14 @@ class AdapterConfig(dg.Config):
     recipe: str = Field(default="default", description="a recipe under factory/recipes/ or a path to a YAML file")
 
 
-@dg.asset(partitions_def=dataset_versions, deps=["dataset_splits"], code_version=recipes_hash(),
+@dg.asset(partitions_def=dataset_versions, deps=["dataset_splits", "eval_sets"], code_version=recipes_hash(),
           kinds={"pytorch", "peft"}, pool="train")
 def lora_adapter(
     context: dg.AssetExecutionContext, config: AdapterConfig, storage: FactoryStorage,
     base_model: BaseModel, scripts: TrainingScripts, tracker: MlflowTracker,
 ) -> dg.MaterializeResult:
-    """LoRA adapter (or every weight, with recipe `method: full`) trained with TRL SFT on the train split, loss on the answer and its end-of-turn token only."""
+    """LoRA adapter (or every weight, with recipe `method: full`) trained with TRL SFT on the train split, loss on the
+    answer and its end-of-turn token only; the checkpoint with the best dev macro-F1 (label-constrained) is kept."""
     key = context.partition_key
     splits = storage.asset_dir(key, "dataset_splits")
     folder = storage.asset_dir(key, "lora_adapter")
@@ -27,6 +28,7 @@ def lora_adapter(
     run_config = SFTRunConfig(
         base_model_dir=str(base_model.hf_dir()), task_dir=str(storage.task_for(key).folder),
         train_file=str(splits / "train.jsonl"), validation_file=str(splits / "validation.jsonl"),
+        dev_file=str(storage.asset_dir(key, "eval_sets") / "dev.jsonl"),
         output_dir=str(folder), **recipe,
     )
     with tracker.run(context, {"recipe": config.recipe, "base_model": base_model.spec, **recipe}) as run:
@@ -43,4 +45,7 @@ def lora_adapter(
         "train_rows": summary["train_rows"],
         "method": summary["method"],
         "quantization": summary["quantization"],
+        "best_dev_macro_f1": summary["best_dev_macro_f1"],
+        "best_step": summary["best_step"],
+        "resumed_from_step": summary["resumed_from_step"],
     })
