@@ -41,3 +41,24 @@ def write_result(name: str, payload: dict, out_dir: str | Path | None = None) ->
     path.write_text(json.dumps(record, indent=2, default=str) + "\n", encoding="utf-8")
     print(f"wrote {path}")
     return path
+
+
+def factory(*args: str, env: dict) -> None:
+    """One `factory` command as a user types it; exit 3 (a release gate stopped it) is a result here, not a failure."""
+    import sys
+
+    done = subprocess.run([sys.executable, "-m", "factory.cli", *args], env={**os.environ, **env})
+    if done.returncode not in (0, 3):
+        raise SystemExit(f"factory {' '.join(args)} exited {done.returncode}")
+
+
+def stage_seconds(dagster_home: Path, key: str) -> dict[str, float]:
+    """Each step's duration in the version's latest run, from the Dagster instance the command used."""
+    import dagster as dg
+
+    instance = dg.DagsterInstance.from_config(str(dagster_home))
+    record = next(iter(instance.get_run_records(dg.RunsFilter(tags={"dagster/partition": key}), limit=1)), None)
+    if record is None:
+        return {}
+    return {e.step_key: e.dagster_event.event_specific_data.duration_ms / 1000
+            for e in instance.all_logs(record.dagster_run.run_id) if e.is_dagster_event and e.dagster_event.is_step_success}

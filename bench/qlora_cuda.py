@@ -155,21 +155,18 @@ def pack(args: argparse.Namespace) -> dict:
 
 
 def classify_all(gguf: Path, task, rows: list[dict]) -> tuple[dict, dict]:
-    from quality import latency_fields
-
+    from factory.lib.metrics import latency_summary
     from factory.runtime.classifier import GGUFClassifier
 
     classifier = GGUFClassifier(str(gguf), task)
     results = [classifier.classify(r["text"]) for r in rows]
     labels = {r["id"]: c.label for r, c in zip(rows, results)}
     metrics = task.build_contract().metrics([r["target"] for r in rows], [c.label for c in results])
-    return {**metrics, "rows": len(rows), **latency_fields([c.latency_ms for c in results])}, labels
+    return {**metrics, "rows": len(rows), **latency_summary([c.latency_ms for c in results])}, labels
 
 
 def score(args: argparse.Namespace) -> dict:
     """Export the GPU adapter as the graph would and classify every test row with it and with the CPU run's GGUF."""
-    from quality import head_to_head
-
     from factory.lib.examples import load_examples
     from factory.lib.task import load_task
     from factory.training.export_gguf import ExportConfig
@@ -191,8 +188,16 @@ def score(args: argparse.Namespace) -> dict:
     return {**{k: trained[k] for k in ("gpu", "libraries", "config", "probes", "qlora", "cpu_lora")},
             "trained_at_commit": trained["commit"], "gpu_machine": trained["machine"],
             "test_rows": len(test), "qlora_gguf_q8_0": qlora, "cpu_lora_gguf_q8_0": cpu,
-            "head_to_head": {"finetuned": "qlora_gguf_q8_0", "baseline": "cpu_lora_gguf_q8_0",
-                             **head_to_head(test, qlora_labels, cpu_labels, near_copies=set())}}
+            "head_to_head": _head_to_head(test, qlora_labels, cpu_labels)}
+
+
+def _head_to_head(test: list[dict], qlora: dict, cpu: dict) -> dict:
+    from factory.lib.metrics import mcnemar
+
+    paired = mcnemar([r["target"] for r in test], [qlora[r["id"]] for r in test], [cpu[r["id"]] for r in test])
+    return {"finetuned": "qlora_gguf_q8_0", "baseline": "cpu_lora_gguf_q8_0", "rows": paired["rows"],
+            "only_finetuned_right": paired["only_first_right"], "only_baseline_right": paired["only_second_right"],
+            "mcnemar_exact_p": paired["p_value"]}
 
 
 def main(argv: list[str] | None = None) -> dict:

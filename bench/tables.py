@@ -25,7 +25,12 @@ def quality(result: dict) -> str:
         lines.append(f"| {name} | {m.get('rows', result['test_rows'])} | {fmt(m['accuracy'])} | {fmt(m['macro_f1'])} | "
                      f"{fmt(m['invalid_rate'])} | {fmt(m.get('latency_p50_ms'), 1)} | {fmt(m.get('latency_p95_ms'), 1)} | "
                      f"{fmt(m.get('train_seconds'), 0)} |")
-    if h := result.get("head_to_head"):  # absent from older results
+    h = result.get("head_to_head")  # absent from older results
+    if h and "p_value" in h:  # from the product's eval report
+        lines += ["", f"Served model {result['served_model']} against the best baseline, {h['baseline']}, on {h['rows']} rows: "
+                      f"only the fine-tune right {h['only_first_right']}, only the baseline {h['only_second_right']} "
+                      f"(McNemar p = {h['p_value']:.3g}). {result['quantization']['reason']}."]
+    elif h:
         behind = ", ".join(f"`{b['label']}` {b['f1_gap']:+.3f}" for b in h["labels_behind"][:5])
         confused = ", ".join(f"`{c['target']}` as `{c['predicted']}` ({c['rows']})" for c in h["confusions"][:5])
         lines += ["", f"{h['finetuned']} against {h['baseline']} on {h['rows']} rows: both right {h['both_right']}, only the "
@@ -60,7 +65,7 @@ def inference(result: dict) -> str:
 
 
 def run_cost(result: dict) -> str:
-    lines = [f"**{result['task']}**, recipe `{result['recipe']}`: {result['total_seconds']:.0f} s in all; commit "
+    lines = [f"**{result['task']}**, recipe `{result['recipe'] or 'as run'}`: {result['total_seconds']:.0f} s in all; commit "
              f"{result['commit']}, {result['date']}.", "", "| stage | seconds | script peak RSS MiB |", "|---|---|---|"]
     for name, s in result["stages"].items():
         lines.append(f"| {name} | {s['seconds']:.1f} | {fmt(s['script_peak_rss_mib'], 0)} |")
@@ -117,19 +122,23 @@ def learning_curve(results: list[dict]) -> str:
     "same rows": the baseline refit on the fine-tune's own training split (absent from older results)."""
     lines = ["| seed rows | rows trained | base model | recipe | epochs | training s | tokens/s | TF-IDF LR | MiniLM LR | "
              "MiniLM LR same rows | GGUF q8_0 classify (rows) | fine-tune HF (rows) |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
-    tuned = [r for r in results if "finetuned_gguf_q8_0_constrained" in r.get("models", {})]
+    tuned = [r for r in results if "finetuned_gguf_q8_0_constrained" in r.get("models", {}) or "served_model" in r]
     for r in sorted(tuned, key=lambda r: (r["train_rows"], r["adapter"]["epochs"])):
         m, a = r["models"], r["adapter"]
-        gguf, hf = m["finetuned_gguf_q8_0_constrained"], m.get("finetuned_hf", {})
+        # Results from `factory run` name the served model; its baselines are fit on the fine-tune's own rows.
+        gguf, hf = m[r.get("served_model", "finetuned_gguf_q8_0_constrained")], m.get("finetuned_hf", {})
+        same_rows = m["minilm_logreg"] if "served_model" in r else m.get("minilm_logreg_same_rows", {})
+        all_seed_rows = {} if "served_model" in r else m["minilm_logreg"]
         base = Path(r.get("base_model", "smollm2-135m")).stem  # older results predate --base-model
         recipe = Path(r["recipe"]).stem
         if r.get("answer_words"):
             recipe += " (answers in words, each its own first word)" if r.get("distinct_first_words") else " (answers in words)"
         recipe += f", seed {r['seed']}" if r.get("seed") else ""
         recipe += f", {r['variants_per_seed']} generated variant(s) per seed" if r.get("variants_per_seed") else ""
+        recipe += ", through `factory run`" if "served_model" in r else ""
         lines.append(f"| {r['train_rows']} | {a['train_rows']} | {base} | {recipe} | {a['epochs']:g} | "
                      f"{a['train_seconds']:.0f} | {a['tokens_per_second']:.0f} | {fmt(m['tfidf_logreg']['accuracy'])} | "
-                     f"{fmt(m['minilm_logreg']['accuracy'])} | {fmt(m.get('minilm_logreg_same_rows', {}).get('accuracy'))} | "
+                     f"{fmt(all_seed_rows.get('accuracy'))} | {fmt(same_rows.get('accuracy'))} | "
                      f"{fmt(gguf['accuracy'])} ({gguf['rows']}) | {fmt(hf.get('accuracy'))} ({hf.get('rows', '')}) |")
     return "\n".join(lines)
 

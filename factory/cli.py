@@ -40,16 +40,35 @@ def new_version(task: str) -> str:
     return key
 
 
-def run_version(key: str, recipe: str | None, assets: tuple[str, ...] | None = None) -> int:
+def run_config(recipe: str | None, config_file: str | None) -> dict | None:
+    """Dagster run config: the recipe, then a YAML file's per-asset `ops` config over it (as the UI's launchpad takes)."""
+    import yaml
+
+    from factory.pipeline import recipe_config
+
+    config = recipe_config(recipe) if recipe else {"ops": {}}
+    if config_file:
+        path = Path(config_file)
+        if not path.is_file():
+            raise DataError(path, "run config file not found")
+        extra = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        if not isinstance(extra, dict) or not isinstance(extra.get("ops", {}), dict):
+            raise DataError(path, "a run config is a mapping with an 'ops' mapping: ops: {asset: {config: {...}}}", field="ops")
+        for op, settings in extra.get("ops", {}).items():
+            merged = config["ops"].setdefault(op, {"config": {}})
+            merged["config"] = {**merged.get("config", {}), **(settings or {}).get("config", {})}
+    return config if config["ops"] else None
+
+
+def run_version(key: str, config: dict | None, assets: tuple[str, ...] | None = None) -> int:
     """Materialise a version; 0 when everything ran and every gate passed, 1 when a step failed, 3 when only a check
     (a data check or a release gate) stopped it."""
     import dagster as dg
 
-    from factory.pipeline import failed_checks, materialize_version, recipe_config
+    from factory.pipeline import failed_checks, materialize_version
 
     started = time.perf_counter()
-    result = materialize_version(key, instance(), run_config=recipe_config(recipe) if recipe else None,
-                                 raise_on_error=False, assets=assets)
+    result = materialize_version(key, instance(), run_config=config, raise_on_error=False, assets=assets)
     checks = failed_checks(result)
     if any(e.asset_key == dg.AssetKey("eval_report") for e in result.get_asset_materialization_events()):
         print_summary(key, time.perf_counter() - started)
@@ -85,7 +104,7 @@ def print_summary(key: str, seconds: float) -> None:
 def cmd_demo(args) -> int:
     key = new_version(args.task)
     print(f"dataset version {key}: materialising every stage with recipe '{args.recipe}'", flush=True)
-    code = run_version(key, args.recipe)
+    code = run_version(key, run_config(args.recipe, args.config))
     # The demo's job is to show the whole loop: a gate that keeps the model from release is a result, not an error.
     return 0 if code == 3 else code
 
@@ -97,7 +116,7 @@ def cmd_version_new(args) -> int:
 
 def cmd_run(args) -> int:
     parse_version_key(args.version)
-    return run_version(args.version, args.recipe)
+    return run_version(args.version, run_config(args.recipe, args.config))
 
 
 def cmd_eval(args) -> int:
@@ -106,7 +125,7 @@ def cmd_eval(args) -> int:
     parse_version_key(args.version)
     if not (data_root() / "versions" / args.version / "gguf_model" / "summary.json").exists():
         raise DataError(data_root() / "versions" / args.version, "no exported model to score: run `factory run` first")
-    return run_version(args.version, None, assets=EVALUATION)
+    return run_version(args.version, run_config(None, args.config), assets=EVALUATION)
 
 
 def cmd_classify(args) -> int:
@@ -145,15 +164,18 @@ def parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="new version of a task, every stage, then the comparison table")
     demo.add_argument("--task", default="support_email")
     demo.add_argument("--recipe", default="default", help="recipe under factory/recipes/ or a YAML path")
+    demo.add_argument("--config", help="YAML run config: per-asset settings, e.g. ops: {eval_report: {config: {hf_limit: 0}}}")
     demo.set_defaults(func=cmd_demo)
 
     run = sub.add_parser("run", help="materialise every stage for an existing dataset version; exit 3 when a gate fails")
     run.add_argument("version", help="e.g. support_email.v2")
     run.add_argument("--recipe", default="default")
+    run.add_argument("--config", help="YAML run config: per-asset settings, e.g. ops: {eval_report: {config: {hf_limit: 0}}}")
     run.set_defaults(func=cmd_run)
 
     evaluate = sub.add_parser("eval", help="re-score an existing version: baselines, eval report, release gates")
     evaluate.add_argument("version", help="e.g. support_email.v2")
+    evaluate.add_argument("--config", help="YAML run config for baseline_report and eval_report")
     evaluate.set_defaults(func=cmd_eval)
 
     classify = sub.add_parser("classify", help="label one text, or a CSV/JSONL file, with a task's champion")

@@ -28,6 +28,8 @@ class EvalReportConfig(dg.Config):
     hf_limit: int = Field(default=200, description="test rows scored with transformers before export, drawn with a seed "
                                                    "(0: all); it is ~3x slower than the GGUF")
     gguf_limit: int = Field(default=0, description="rows of each eval set scored through the served path (0: all)")
+    free_limit: int = Field(default=300, description="test rows the free-generation diagnostic answers, drawn with a seed "
+                                                     "(0: all): it catches a broken template, it does not rank models")
     price_per_cpu_hour: float = Field(default=0.05, description="USD a CPU core costs an hour: the cost model of local models")
 
 
@@ -62,7 +64,8 @@ def eval_report(
     models = {**baselines,
               "finetuned_hf": score("finetuned_hf", str(base_model.hf_dir()), {"test": files["test"]}, decoding="free",
                                     adapter_dir=str(storage.asset_dir(key, "lora_adapter") / "adapter"), limit=config.hf_limit),
-              f"{served}_free": score(f"{served}_free", str(gguf), {"test": files["test"]}, decoding="free"),
+              f"{served}_free": score(f"{served}_free", str(gguf), {"test": files["test"]}, decoding="free",
+                                      limit=config.free_limit),
               served: score(served, str(gguf), files, limit=config.gguf_limit)}
     add_costs(models, config.price_per_cpu_hour)
     test_predictions = {name: read_jsonl(p) for name in models if (p := _predictions(storage, key, name)).exists()}
