@@ -153,7 +153,10 @@ def cmd_task_import(args) -> int:
         answer_words=args.answer_words, distinct_first_words=args.distinct_first_words,
     )
     folder = import_task(args.file, args.name, data_root() / "tasks", options, test_source=args.test_file)
-    print(f"task written to {folder}; next: factory version new --task {args.name}")
+    rejected = (folder / "import_rejected.jsonl").read_text(encoding="utf-8").count("\n")
+    print(f"task written to {folder}" + (f"; {rejected} rows rejected, each with its line and reason, in "
+                                         f"{folder / 'import_rejected.jsonl'}" if rejected else "")
+          + f"; next: factory version new --task {args.name}")
     return 0
 
 

@@ -25,12 +25,18 @@ def test_import_then_new_versions(tmp_path, monkeypatch, capsys):
     assert dg.DagsterInstance.get().get_dynamic_partitions("dataset_version") == ["mine.v1", "mine.v2"]
 
 
-def test_bad_import_exits_2_naming_the_line(tmp_path, monkeypatch, capsys):
+def test_import_reports_rejected_rows_and_refuses_a_wrong_column_with_exit_2(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("FACTORY_DATA_ROOT", str(tmp_path / "data"))
-    source = tmp_path / "bad.jsonl"
-    source.write_text('{"text": "ok", "label": "a"}\n{"text": "missing label"}\n')
+    source = tmp_path / "some.jsonl"
+    rows = [{"text": f"message {i} for {label}", "label": label} for label in ("a", "b", "c") for i in range(12)]
+    source.write_text("".join(json.dumps(r) + "\n" for r in rows) + '{"text": "missing label"}\n')
+    assert main(["task", "import", str(source), "--name", "some"]) == 0
+    assert "1 rows rejected, each with its line and reason, in " in capsys.readouterr().out
+    rejected = json.loads((tmp_path / "data" / "tasks" / "some" / "import_rejected.jsonl").read_text())
+    assert (rejected["line"], rejected["field"], rejected["reason"]) == (37, "label", "missing field")
+    source.write_text('{"body": "ok", "label": "a"}\n')
     assert main(["task", "import", str(source), "--name", "bad"]) == 2
-    assert "bad.jsonl, line 2, field 'label': missing column" in capsys.readouterr().err
+    assert "some.jsonl, field 'text': missing column; columns present: ['body', 'label']" in capsys.readouterr().err
 
 
 def test_new_version_of_an_unknown_task_fails_cleanly(tmp_path, monkeypatch, capsys):

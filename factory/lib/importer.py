@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import csv
+import io
+import json
 import random
 from collections import defaultdict
 from dataclasses import dataclass
@@ -13,7 +15,7 @@ from scipy.optimize import linear_sum_assignment
 
 from factory.lib.contracts import ContractError, build_contract
 from factory.lib.errors import DataError
-from factory.lib.files import atomic_dir, read_jsonl, sha256_rows, write_jsonl
+from factory.lib.files import atomic_dir, sha256_rows, write_jsonl
 from factory.lib.versions import check_task_name
 
 MAX_LABELS_IN_PROMPT = 30
@@ -38,41 +40,108 @@ class ImportOptions:
     # Each answer starts with a word no other answer starts with (`arrival card`), so the classify path decides the
     # label from the prompt's forward pass alone instead of one more pass per shared first word. Implies answer_words.
     distinct_first_words: bool = False
+    max_chars: int = 20_000  # longer texts are rejected: no task input is a book, and a 1 MB row would dominate a batch
 
 
-def _read_rows(path: Path) -> list[tuple[int, dict]]:
-    if path.suffix.lower() == ".csv":
-        with path.open(encoding="utf-8", newline="") as handle:
-            reader = csv.DictReader(handle)
+def _read_rows(path: Path) -> list[tuple[int, dict | None, str | None]]:
+    """(line, row, problem) for every record; a record that cannot be read is kept with its problem, never raised,
+    so one bad line rejects one row. Only a file that is no table at all is refused."""
+    if not path.is_file():
+        raise DataError(path, "file not found")
+    data = path.read_bytes()
+    if not data.strip():
+        raise DataError(path, "empty file: no rows to import")
+    suffix = path.suffix.lower()
+    if suffix == ".csv":
+        # surrogateescape keeps undecodable bytes visible per row instead of failing the whole file
+        reader = csv.DictReader(io.StringIO(data.decode("utf-8-sig", errors="surrogateescape"), newline=""))
+        if not reader.fieldnames:
+            raise DataError(path, "no header row", line=1)
+        records = []
+        while True:
             try:
-                return [(reader.line_num, dict(row)) for row in reader]
+                row = next(reader)
+            except StopIteration:
+                return records
             except csv.Error as exc:
-                raise DataError(path, f"malformed CSV: {exc}", line=reader.line_num) from None
-    if path.suffix.lower() in {".jsonl", ".ndjson"}:
-        return [(row.pop("_line"), row) for row in read_jsonl(path)]
+                records.append((reader.line_num, None, f"malformed CSV: {exc}"))
+                continue
+            problem = ("more fields than the header (a stray delimiter?)" if None in row else
+                       "fewer fields than the header" if any(v is None for v in row.values()) else None)
+            records.append((reader.line_num, {k: v for k, v in row.items() if k is not None}, problem))
+    if suffix in {".jsonl", ".ndjson"}:
+        records = []
+        for number, raw in enumerate(data.split(b"\n"), start=1):
+            if not raw.strip():
+                continue
+            try:
+                row = json.loads(raw.decode("utf-8"))
+            except UnicodeDecodeError as exc:
+                records.append((number, None, f"invalid UTF-8 at byte {exc.start + 1}"))
+                continue
+            except json.JSONDecodeError as exc:
+                records.append((number, None, f"malformed JSON ({exc.msg} at column {exc.colno})"))
+                continue
+            records.append((number, row, None) if isinstance(row, dict) else
+                           (number, None, f"expected a JSON object, got {type(row).__name__}"))
+        return records
     raise DataError(path, "unsupported file type; give a .csv or .jsonl file")
 
 
-def _validated(path: Path, options: ImportOptions, id_prefix: str = "r", forced_split: str = "") -> list[dict]:
-    rows, seen = [], {}
-    for line, raw in _read_rows(path):
-        for field in (options.text_field, options.label_field, options.id_field, options.split_field):
-            if field and field not in raw:
-                raise DataError(path, f"missing column; columns present: {sorted(raw)}", line=line, field=field)
+def _text_problem(value, max_chars: int) -> str | None:
+    if not isinstance(value, str):
+        return f"must be a string, got {type(value).__name__}"
+    if not value.strip():
+        return "empty"
+    if "\x00" in value:
+        return "contains a NUL byte"
+    if any("\udc80" <= ch <= "\udcff" for ch in value):
+        return "invalid UTF-8"
+    if len(value) > max_chars:
+        return f"{len(value):,} characters, over the limit of {max_chars:,}"
+    return None
+
+
+def _validated(path: Path, options: ImportOptions, id_prefix: str = "r",
+               forced_split: str = "") -> tuple[list[dict], list[dict]]:
+    """(rows, rejected): every record is one or the other; each rejection names its line, field and reason."""
+    records = _read_rows(path)
+    present = {key for _, raw, _ in records if raw for key in raw}
+    for field in (options.text_field, options.label_field, options.id_field, options.split_field):
+        if field and field not in present:  # a wrong column name, not a bad row: refuse the file
+            raise DataError(path, f"missing column; columns present: {sorted(present)}", field=field)
+    rows, rejected, seen = [], [], {}
+
+    def reject(line: int, field: str | None, reason: str, raw) -> None:
+        rejected.append({"file": path.name, "line": line, "field": field, "reason": reason, "raw": repr(raw)[:300]})
+
+    for line, raw, problem in records:
+        if problem:
+            reject(line, None, problem, raw)
+            continue
+        missing = next((f for f in (options.text_field, options.label_field, options.id_field, options.split_field)
+                        if f and f not in raw), None)
+        if missing:
+            reject(line, missing, "missing field", raw)
+            continue
         text, label = raw[options.text_field], raw[options.label_field]
-        if not isinstance(text, str) or not text.strip():
-            raise DataError(path, "empty text", line=line, field=options.text_field)
-        if not isinstance(label, str) or not label.strip():
-            raise DataError(path, "empty label", line=line, field=options.label_field)
+        if (why := _text_problem(text, options.max_chars)) is not None:
+            reject(line, options.text_field, f"text {why}", raw)
+            continue
+        if (why := _text_problem(label, 200)) is not None:
+            reject(line, options.label_field, f"label {why}", raw)
+            continue
         row_id = str(raw[options.id_field]) if options.id_field else f"{id_prefix}{line}"
         if row_id in seen:
-            raise DataError(path, f"duplicate id {row_id!r} (first on line {seen[row_id]})", line=line, field=options.id_field)
+            reject(line, options.id_field, f"duplicate id {row_id!r} (first on line {seen[row_id]})", raw)
+            continue
         seen[row_id] = line
         split = forced_split or (str(raw[options.split_field]).strip() if options.split_field else "")
         rows.append({"id": row_id, "text": text, "label": label.strip(), "_split": split})
     if not rows:
-        raise DataError(path, "no rows")
-    return rows
+        first = "; ".join(f"line {r['line']}: {r['reason']}" for r in rejected[:3])
+        raise DataError(path, f"no row could be imported ({len(rejected)} rejected; {first})")
+    return rows, rejected
 
 
 def _take_per_label(rows: list[dict], per_label: int, rng: random.Random) -> tuple[list[dict], list[dict]]:
@@ -140,10 +209,15 @@ def import_task(source: str | Path, name: str, tasks_dir: str | Path, options: I
     source, folder = Path(source), Path(tasks_dir) / check_task_name(name, where="--name")
     if folder.exists():
         raise DataError(folder, "task folder exists; its eval sets are frozen. Choose another name or delete it")
-    rows = _validated(source, options)
+    rows, rejected = _validated(source, options)
     rng = random.Random(options.seed)
     if test_source is not None:
-        test, pool = _validated(Path(test_source), options, id_prefix="t", forced_split=options.test_value), rows
+        test, test_rejected = _validated(Path(test_source), options, id_prefix="t", forced_split=options.test_value)
+        known = {r["label"] for r in rows}
+        rejected += test_rejected + [{"file": Path(test_source).name, "line": int(r["id"][1:]), "field": options.label_field,
+                                      "reason": f"label {r['label']!r} is not among the training file's labels",
+                                      "raw": repr(r["text"])[:300]} for r in test if r["label"] not in known]
+        test, pool = [r for r in test if r["label"] in known], rows
         if options.id_field and {r["id"] for r in test} & {r["id"] for r in pool}:
             raise DataError(test_source, "ids repeat ids of the training file", field=options.id_field)
     elif options.split_field:
@@ -155,6 +229,9 @@ def import_task(source: str | Path, name: str, tasks_dir: str | Path, options: I
         test, pool = _take_per_label(rows, options.test_per_label, rng)
     dev, pool = _take_per_label(pool, options.dev_per_label, rng)
     golden, seeds = _take_per_label(pool, options.golden_per_label, rng)
+    if not test or not dev:
+        raise DataError(source, f"too few rows to carve a {'test' if not test else 'dev'} set ({len(rows)} rows imported, "
+                                f"{len(rejected)} rejected): a label needs at least 3 rows", field=options.label_field)
     labels = sorted({r["label"] for r in rows + test})
     unseen = sorted({r["label"] for r in test} - {r["label"] for r in seeds})
     if unseen:
@@ -173,6 +250,7 @@ def import_task(source: str | Path, name: str, tasks_dir: str | Path, options: I
         return [{"id": r["id"], "text": r["text"], "label": r["label"]} for r in part]
 
     with atomic_dir(folder) as scratch:
+        write_jsonl(scratch / "import_rejected.jsonl", rejected)
         write_jsonl(scratch / "seeds.jsonl", clean(seeds))
         for split_name, part in (("dev", dev), ("test", test), ("golden", golden), ("adversarial", [])):
             write_jsonl(scratch / "eval" / f"{split_name}.jsonl", clean(part))
