@@ -146,3 +146,41 @@ def released_version(tmp_path_factory, model_cache):
                 os.environ[k] = v
     return {"root": root, "version": root / "versions" / "tiny.v1", "exit_code": code, "stdout": out.getvalue(),
             "env": env, "recipe": recipe}
+
+
+@pytest.fixture(scope="session")
+def llama_server(tmp_path_factory):
+    """llama-cpp-python's own OpenAI-compatible server with the packaged GGUF, on a free loopback port."""
+    import socket
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    from factory.integrations.models import packaged_gguf
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    log = (tmp_path_factory.mktemp("llama-server") / "server.log").open("w")
+    process = subprocess.Popen([sys.executable, "-m", "llama_cpp.server", "--model", str(packaged_gguf("smollm2-135m")),
+                                "--model_alias", "smollm2", "--host", "127.0.0.1", "--port", str(port), "--n_ctx", "2048"],
+                               stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}/v1"
+    deadline = time.monotonic() + 120
+    while True:
+        try:
+            urllib.request.urlopen(f"{url}/models", timeout=2).read()
+            break
+        except OSError:
+            if process.poll() is not None or time.monotonic() > deadline:
+                process.kill()
+                raise RuntimeError(f"llama_cpp.server did not start; see {log.name}") from None
+            time.sleep(0.5)
+    yield {"base_url": url, "model": "smollm2"}
+    process.terminate()
+    try:
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+    log.close()

@@ -34,8 +34,15 @@ def test_blocking_checks_guard_the_dataset_and_the_export():
     assert dg.AssetKey("eval_report") in upstream  # so the failed gate check blocks the release
 
 
-def test_adapter_code_version_follows_the_recipes():
-    from factory.lib.recipes import recipes_hash
+def test_adapter_code_version_changes_when_a_recipe_changes(tmp_path, monkeypatch):
+    import shutil
+
+    from factory.lib import recipes
 
     node = defs().resolve_asset_graph().get(dg.AssetKey("lora_adapter"))
-    assert node.code_version == recipes_hash()
+    assert node.code_version == recipes.recipes_hash()
+    shutil.copytree(recipes.RECIPES_DIR, tmp_path / "recipes")
+    monkeypatch.setattr(recipes, "RECIPES_DIR", tmp_path / "recipes")
+    assert recipes.recipes_hash() == node.code_version  # a copy hashes the same
+    (tmp_path / "recipes" / "default.yaml").write_text((tmp_path / "recipes" / "default.yaml").read_text() + "seed: 1\n")
+    assert recipes.recipes_hash() != node.code_version

@@ -8,10 +8,12 @@ from pathlib import Path
 
 import dagster as dg
 import numpy as np
+from dagster._core.errors import DagsterPipesExecutionError  # not exported at dagster's top level in 1.13
 from pydantic import Field
 
 from factory.integrations.models import hf_model_dir, source_gguf
 from factory.integrations.storage import FactoryStorage
+from factory.training.cli import error_path
 
 
 class BaseModel(dg.ConfigurableResource):
@@ -66,7 +68,15 @@ class TrainingScripts(dg.ConfigurableResource):
         output = Path(config.output_dir)
         config_path = workdir / f"{module.rsplit('.', 1)[-1]}-{output.parent.name}-{output.name}.json"
         config_path.write_text(json.dumps(asdict(config), indent=2), encoding="utf-8")
-        dg.PipesSubprocessClient().run(
-            context=context, command=[self.python, "-m", module, "--config", str(config_path)]
-        )
+        try:
+            dg.PipesSubprocessClient().run(
+                context=context, command=[self.python, "-m", module, "--config", str(config_path)]
+            )
+        except DagsterPipesExecutionError:
+            error = error_path(config_path)
+            if not error.exists():
+                raise
+            trace = error.read_text(encoding="utf-8")
+            raise dg.Failure(description=f"{module} failed: {trace.strip().splitlines()[-1]} (config {config_path})",
+                             metadata={"traceback": dg.MetadataValue.text(trace)}) from None
         return json.loads((Path(config.output_dir) / "summary.json").read_text())

@@ -70,13 +70,16 @@ def comparison_rows(models: dict[str, dict], set_name: str = "test", order: list
 
 
 COLUMNS = ("rows", "accuracy", "macro_f1", "invalid_rate", "ece", "latency_p50_ms", "latency_p95_ms", "cost_per_1k")
+HTML_COLUMNS = (*COLUMNS[:7], "requests_per_s", "peak_rss_mib", "cost_per_1k")
 
 
 def _cell(column: str, value) -> str:
     if value is None:
         return ""
-    if column == "rows":
+    if column in ("rows", "peak_rss_mib"):
         return f"{value:.0f}"
+    if column == "requests_per_s":
+        return f"{value:.1f}"
     if column.endswith("_ms"):
         return f"{value:.1f}"
     if column == "cost_per_1k":
@@ -129,7 +132,7 @@ def confusion_png(confusion: dict, title: str) -> bytes:
     return buffer.getvalue()
 
 
-def _html_table(rows: list[dict], columns: tuple[str, ...] = COLUMNS) -> str:
+def _html_table(rows: list[dict], columns: tuple[str, ...] = HTML_COLUMNS) -> str:
     present = [c for c in columns if any(c in r for r in rows)]
     head = "".join(f"<th>{html.escape(c)}</th>" for c in ["model", *present])
     body = "".join("<tr><td>" + html.escape(str(r["model"])) + "</td>" +

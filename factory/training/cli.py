@@ -5,6 +5,7 @@ import argparse
 import dataclasses
 import json
 import sys
+import traceback
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -21,15 +22,26 @@ def load_config(config_cls: type, path: str | Path) -> Any:
     return config_cls(**raw)
 
 
+def error_path(config_path: str | Path) -> Path:
+    return Path(config_path).with_suffix(".error.txt")
+
+
 def run(main: Callable[..., dict], config_cls: type, argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=(main.__doc__ or "").strip().splitlines()[0])
     parser.add_argument("--config", required=True, help="JSON file with the fields of " + config_cls.__name__)
     args = parser.parse_args(argv)
     config = load_config(config_cls, args.config)
-    if PipesEnvVarParamsLoader().is_dagster_pipes_process():
-        with open_dagster_pipes() as pipes:
-            summary = main(config, log=pipes.log.info)
-    else:
-        summary = main(config, log=lambda msg: print(msg, file=sys.stderr, flush=True))
+    error_file = error_path(args.config)
+    error_file.unlink(missing_ok=True)
+    try:
+        if PipesEnvVarParamsLoader().is_dagster_pipes_process():
+            with open_dagster_pipes() as pipes:
+                summary = main(config, log=pipes.log.info)
+        else:
+            summary = main(config, log=lambda msg: print(msg, file=sys.stderr, flush=True))
+    except Exception:
+        # Beside the config, so the launching asset can fail with the script's own words, not only an exit code.
+        error_file.write_text(traceback.format_exc(), encoding="utf-8")
+        raise
     print(json.dumps(summary, default=str))
     return summary

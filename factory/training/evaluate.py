@@ -133,6 +133,8 @@ def main(config: EvalConfig, log: Callable[[str], None] = print) -> dict:
             metrics[name] = scores
             write_jsonl(scratch / f"predictions-{name}.jsonl", predictions)
             log(f"{name}: " + ", ".join(f"{k}={v:.3f}" for k, v in scores.items() if isinstance(v, float)))
+        for scores in metrics.values():
+            scores["peak_rss_mib"] = peak_rss_mib()  # the whole scoring process: model, context and inputs
         write_json(scratch / "summary.json", {"model": config.model, "adapter_dir": config.adapter_dir, "sets": metrics,
                                                "decoding": config.decoding, "peak_rss_mib": peak_rss_mib()})
     return {"sets": metrics}

@@ -20,7 +20,7 @@ from factory.lib.files import atomic_dir, peak_rss_mib, read_jsonl, sha256_file,
 from factory.lib.task import load_task
 
 # A LoRA adapter's AdamW state is small, so plain AdamW is the default: paged 8-bit AdamW took 0.90 s a step against
-# 0.63 for QLoRA on SmolLM2-135M on an H200 (BENCHMARKS.md, "QLoRA on a GPU"); a choice for large models on small GPUs.
+# 0.63 for QLoRA on SmolLM2-135M on an H200 (bench/LOG.md, "QLoRA on a GPU"); a choice for large models on small GPUs.
 OPTIMIZERS = ("adamw_torch", "adamw_8bit", "paged_adamw_8bit")
 
 
@@ -82,7 +82,7 @@ def cpu_runs_bf16() -> bool:
 
 def resolve_precision(precision: str, cuda: bool, cpu_bf16: bool) -> str:
     """'auto' picks bf16 where the hardware has it: on an AVX512-BF16 CPU 1.5x faster steps at no accuracy cost
-    (BENCHMARKS.md: 0.921 against fp32's 0.918 on all Banking77 rows)."""
+    (bench/LOG.md: 0.921 against fp32's 0.918 on all Banking77 rows)."""
     if precision != "auto":
         return precision
     return "bf16" if cuda or cpu_bf16 else "fp32"
