@@ -164,7 +164,7 @@ def test_scoring_again_gives_identical_answers_and_metrics(released_version, tmp
                                 eval_files={"test": str(version / "eval_sets" / "test.jsonl")},
                                 output_dir=str(tmp_path / "again")), log=lambda _: None)["sets"]["test"]
     before = json.loads((version / "eval_report" / served / "summary.json").read_text())["sets"]["test"]
-    timing = ("latency_p50_ms", "latency_p95_ms", "requests_per_s", "cpu_seconds_per_request")
+    timing = ("latency_p50_ms", "latency_p95_ms", "requests_per_s", "cpu_seconds_per_request", "peak_rss_mib")
     assert {k: v for k, v in again.items() if k not in timing} == {k: v for k, v in before.items() if k not in timing}
     keep = ("id", "prediction", "answer", "confidence")
     assert [{k: p[k] for k in keep} for p in read_jsonl(tmp_path / "again" / "predictions-test.jsonl")] == \
