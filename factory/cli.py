@@ -172,7 +172,8 @@ def parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser("run", help="materialise every stage for an existing dataset version; exit 3 when a gate fails")
     run.add_argument("version", help="e.g. support_email.v2")
-    run.add_argument("--recipe", default="default")
+    run.add_argument("--recipe", help="recipe under factory/recipes/ or a YAML path (default: the version's own, "
+                                      "`default` for a new one)")
     run.add_argument("--config", help="YAML run config: per-asset settings, e.g. ops: {eval_report: {config: {hf_limit: 0}}}")
     run.set_defaults(func=cmd_run)
 

@@ -32,4 +32,4 @@ def failed_checks(result: dg.ExecuteInProcessResult) -> list[str]:
 
 def recipe_config(recipe: str, **ops: dict) -> dict:
     """Run config choosing the training recipe, plus any other per-asset config."""
-    return {"ops": {"lora_adapter": {"config": {"recipe": recipe}}, **{op: {"config": c} for op, c in ops.items()}}}
+    return {"ops": {"training_recipe": {"config": {"recipe": recipe}}, **{op: {"config": c} for op, c in ops.items()}}}

@@ -24,6 +24,7 @@ def recipe(tmp_path_factory) -> Path:
     return path
 
 
+@pytest.mark.slow
 def test_quality_benchmark_on_tiny_data(tmp_path, recipe, model_cache):
     data = tmp_path / "labelled"
     data.mkdir()
@@ -103,6 +104,7 @@ def test_tables_render_every_committed_result(tmp_path):
     assert "### learning curve" in out and "| 770 | 635 | smollm2-135m | three_epochs | 3 |" in out
 
 
+@pytest.mark.slow
 def test_training_step_benchmark_compares_lm_heads_and_precisions(tmp_path, tiny_task, resources):
     rows = tmp_path / "train.jsonl"
     rows.write_text("".join(json.dumps({"id": f"{lab}-{i}", "text": t, "target": lab}) + "\n"

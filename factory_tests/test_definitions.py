@@ -4,7 +4,7 @@ import dagster as dg
 from factory.definitions import defs
 
 STAGES = ["eval_sets", "seed_examples", "generated_examples", "accepted_examples", "dataset_splits",
-          "baseline_report", "lora_adapter", "gguf_model", "eval_report", "released_model"]
+          "baseline_report", "training_recipe", "lora_adapter", "gguf_model", "eval_report", "released_model"]
 
 
 def test_definitions_load_and_validate():
@@ -34,15 +34,10 @@ def test_blocking_checks_guard_the_dataset_and_the_export():
     assert dg.AssetKey("eval_report") in upstream  # so the failed gate check blocks the release
 
 
-def test_adapter_code_version_changes_when_a_recipe_changes(tmp_path, monkeypatch):
-    import shutil
+def test_the_fine_tune_code_version_is_its_training_code_and_recipes_are_data():
+    from factory.lib.recipes import training_code_version
 
-    from factory.lib import recipes
-
-    node = defs().resolve_asset_graph().get(dg.AssetKey("lora_adapter"))
-    assert node.code_version == recipes.recipes_hash()
-    shutil.copytree(recipes.RECIPES_DIR, tmp_path / "recipes")
-    monkeypatch.setattr(recipes, "RECIPES_DIR", tmp_path / "recipes")
-    assert recipes.recipes_hash() == node.code_version  # a copy hashes the same
-    (tmp_path / "recipes" / "default.yaml").write_text((tmp_path / "recipes" / "default.yaml").read_text() + "seed: 1\n")
-    assert recipes.recipes_hash() != node.code_version
+    graph = defs().resolve_asset_graph()
+    node = graph.get(dg.AssetKey("lora_adapter"))
+    assert node.code_version == training_code_version()
+    assert dg.AssetKey("training_recipe") in node.parent_keys

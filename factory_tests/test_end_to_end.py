@@ -9,7 +9,7 @@ import pytest
 from factory.lib.files import read_jsonl
 
 MATERIALISED = {"eval_sets", "seed_examples", "generated_examples", "accepted_examples", "dataset_splits",
-                "baseline_report", "lora_adapter", "gguf_model", "eval_report", "released_model"}
+                "baseline_report", "training_recipe", "lora_adapter", "gguf_model", "eval_report", "released_model"}
 
 
 def test_factory_run_materialises_every_stage_and_prints_the_served_table(released_version):

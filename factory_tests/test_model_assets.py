@@ -21,9 +21,9 @@ def test_a_training_script_that_fails_fails_the_asset_and_leaves_nothing(resourc
 
     recipe = tmp_path / "broken.yaml"  # valid settings, but no module of the model has this name: peft raises
     recipe.write_text(yaml.safe_dump({"target_modules": "no_such_module", "max_steps": 1, "quantization": "none"}))
-    result = dg.materialize([*CHAIN, *_assets("lora_adapter")], partition_key="tiny.v1", resources=resources,
-                            instance=instance, raise_on_error=False,
-                            run_config={"ops": {"lora_adapter": {"config": {"recipe": str(recipe)}}}})
+    result = dg.materialize([*CHAIN, *_assets("training_recipe", "lora_adapter")], partition_key="tiny.v1",
+                            resources=resources, instance=instance, raise_on_error=False,
+                            run_config={"ops": {"training_recipe": {"config": {"recipe": str(recipe)}}}})
     assert not result.success
     failure = next(e for e in result.all_events if e.is_step_failure)
     error = failure.step_failure_data.error
@@ -38,6 +38,7 @@ def test_a_training_script_that_fails_fails_the_asset_and_leaves_nothing(resourc
     assert run.info.status == "FAILED"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("chat_template, exported", [("", False), ("chatml", True)])
 def test_a_local_gguf_base_model_is_scored_as_is_or_exported_first(data_root, instance, model_cache, chat_template, exported):
     from factory.defs.resources import factory_resources
@@ -56,6 +57,7 @@ def test_a_local_gguf_base_model_is_scored_as_is_or_exported_first(data_root, in
     assert report["models"]["base_zero_shot"]["test"]["rows"] == 2 and report["models"]["base_zero_shot"]["test"]["invalid_rate"] == 0
 
 
+@pytest.mark.slow
 def test_a_reference_model_behind_an_openai_compatible_endpoint_is_scored_with_its_cost(
         data_root, instance, model_cache, llama_server):
     from factory.defs.resources import factory_resources
@@ -84,3 +86,34 @@ def test_an_unreachable_reference_endpoint_fails_after_its_retries(data_root):
     endpoint = ChatEndpoint(base_url="http://127.0.0.1:9/v1", model="x", retries=2, timeout_s=1)
     with pytest.raises(requests.ConnectionError):
         endpoint.chat([{"role": "user", "content": "hi"}], max_tokens=4)
+
+
+@pytest.mark.slow
+def test_editing_a_recipe_stales_only_the_fine_tunes_trained_with_it(resources, data_root, instance, tmp_path):
+    from dagster._core.definitions.data_version import CachingStaleStatusResolver, StaleStatus
+    from dagster._core.loader import LoadingContextForTest
+
+    from factory.definitions import defs
+
+    settings = {"lora_r": 4, "lora_alpha": 8, "max_steps": 1, "per_device_train_batch_size": 2, "max_length": 256,
+                "quantization": "none", "precision": "fp32"}
+    recipes = {"tiny.v1": tmp_path / "a.yaml", "tiny.v2": tmp_path / "b.yaml"}
+    for seed, path in enumerate(recipes.values()):
+        path.write_text(yaml.safe_dump({**settings, "seed": seed}))
+    instance.add_dynamic_partitions("dataset_version", ["tiny.v2"])
+    assets = [*CHAIN, *_assets("training_recipe", "lora_adapter")]
+    for key, path in recipes.items():
+        assert dg.materialize(assets, partition_key=key, resources=resources, instance=instance,
+                              run_config={"ops": {"training_recipe": {"config": {"recipe": str(path)}}}}).success
+
+    def status(key):
+        resolver = CachingStaleStatusResolver(instance, defs().resolve_asset_graph(), LoadingContextForTest(instance))
+        return resolver.get_status(dg.AssetKey("lora_adapter"), key)
+
+    assert status("tiny.v1") == status("tiny.v2") == StaleStatus.FRESH
+    recipes["tiny.v1"].write_text(yaml.safe_dump({**settings, "seed": 0, "learning_rate": 0.01}))
+    for key in recipes:  # a refresh with no recipe named keeps each version's own
+        assert dg.materialize(_assets("training_recipe"), partition_key=key, resources=resources, instance=instance).success
+    assert status("tiny.v1") == StaleStatus.STALE and status("tiny.v2") == StaleStatus.FRESH
+    snapshot = data_root / "versions" / "tiny.v1" / "training_recipe" / "recipe.yaml"
+    assert yaml.safe_load(snapshot.read_text())["learning_rate"] == 0.01

@@ -20,6 +20,7 @@ def _config(tiny_task, base_dir, out, **overrides):
                         output_dir=str(out), **settings)
 
 
+@pytest.mark.slow
 def test_full_fine_tune_trains_every_weight_and_exports_a_gguf(tmp_path, tiny_task, resources):
     import torch
 
@@ -176,6 +177,7 @@ def _write_dev(tiny_task, path):
     return str(path)
 
 
+@pytest.mark.slow
 def test_a_killed_training_run_leaves_no_adapter_and_resumes_from_its_last_checkpoint(tmp_path, tiny_task, resources):
     import json
     import signal

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 from pathlib import Path
 
 import yaml
@@ -24,8 +25,18 @@ def load_recipe(name_or_path: str) -> dict:
     return recipe
 
 
-def recipes_hash() -> str:
+def recipe_fingerprint(name_or_path: str) -> tuple[dict, str]:
+    """The recipe's settings and a hash of them (not of the file's bytes: a comment or key order changes nothing)."""
+    recipe = load_recipe(name_or_path)
+    return recipe, hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:16]
+
+
+TRAINING_CODE = [Path(__file__).resolve().parents[1] / "training" / name for name in ("sft.py", "task_metric.py")]
+
+
+def training_code_version() -> str:
+    """The fine-tune's code version: the training code itself; recipes enter as the `training_recipe` asset's data."""
     digest = hashlib.sha256()
-    for path in sorted(RECIPES_DIR.glob("*.yaml")):
-        digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    for path in TRAINING_CODE:
+        digest.update(path.read_bytes())
     return digest.hexdigest()[:16]

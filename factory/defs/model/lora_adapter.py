@@ -1,22 +1,18 @@
 import dagster as dg
-from pydantic import Field
+import yaml
 
 from factory.defs.partitions import dataset_versions
 from factory.integrations.resources import BaseModel, TrainingScripts
 from factory.integrations.storage import FactoryStorage
 from factory.integrations.tracking import MlflowTracker
-from factory.lib.recipes import load_recipe, recipes_hash
+from factory.lib.recipes import training_code_version
 from factory.training.sft import SFTRunConfig
 
 
-class AdapterConfig(dg.Config):
-    recipe: str = Field(default="default", description="a recipe under factory/recipes/ or a path to a YAML file")
-
-
-@dg.asset(partitions_def=dataset_versions, deps=["dataset_splits", "eval_sets"], code_version=recipes_hash(),
-          kinds={"pytorch", "peft"}, pool="train")
+@dg.asset(partitions_def=dataset_versions, deps=["dataset_splits", "eval_sets", "training_recipe"],
+          code_version=training_code_version(), kinds={"pytorch", "peft"}, pool="train")
 def lora_adapter(
-    context: dg.AssetExecutionContext, config: AdapterConfig, storage: FactoryStorage,
+    context: dg.AssetExecutionContext, storage: FactoryStorage,
     base_model: BaseModel, scripts: TrainingScripts, tracker: MlflowTracker,
 ) -> dg.MaterializeResult:
     """LoRA adapter (or every weight, with recipe `method: full`) trained with TRL SFT on the train split, loss on the
@@ -24,14 +20,16 @@ def lora_adapter(
     key = context.partition_key
     splits = storage.asset_dir(key, "dataset_splits")
     folder = storage.asset_dir(key, "lora_adapter")
-    recipe = load_recipe(config.recipe)
+    snapshot = storage.asset_dir(key, "training_recipe")
+    recipe = yaml.safe_load((snapshot / "recipe.yaml").read_text(encoding="utf-8"))
+    name = yaml.safe_load((snapshot / "source.json").read_text(encoding="utf-8"))["recipe"]
     run_config = SFTRunConfig(
         base_model_dir=str(base_model.hf_dir()), task_dir=str(storage.task_for(key).folder),
         train_file=str(splits / "train.jsonl"), validation_file=str(splits / "validation.jsonl"),
         dev_file=str(storage.asset_dir(key, "eval_sets") / "dev.jsonl"),
         output_dir=str(folder), **recipe,
     )
-    with tracker.run(context, {"recipe": config.recipe, "base_model": base_model.spec, **recipe}) as run:
+    with tracker.run(context, {"recipe": name, "base_model": base_model.spec, **recipe}) as run:
         summary = scripts.run(context, "factory.training.sft", run_config, storage.asset_dir(key, "_configs"))
         run.log_metrics(summary)
         run.log_artifacts(folder / "adapter", "adapter")
