@@ -258,7 +258,9 @@ def main(config: SFTRunConfig, log: Callable[[str], None] = print) -> dict:
     cuda = torch.cuda.is_available()
     output = Path(config.output_dir)
     checkpoints = checkpoint_dir(config)
-    resume_from = max(checkpoints.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]), default=None)
+    # A checkpoint is complete once its trainer state is written (the last file saved); a kill may leave a partial one.
+    complete = [p for p in checkpoints.glob("checkpoint-*") if (p / "trainer_state.json").exists()]
+    resume_from = max(complete, key=lambda p: int(p.name.split("-")[1]), default=None)
     with atomic_dir(output) as scratch:
         trainer, clock = build_trainer(config, checkpoints, log)
         quantize, tokenizer, train = trainer.quantized, trainer.processing_class, trainer.train_dataset
