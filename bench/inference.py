@@ -23,6 +23,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from common import write_result  # noqa: E402
 
+from factory.lib.metrics import latency_summary  # noqa: E402
+
 _worker = None
 
 
@@ -66,9 +68,8 @@ def measure(path: str, spec: dict, texts: list[str], concurrency: int) -> dict:
         # Let workers exit on their own: leaving the block sends SIGTERM, which a worker once ignored (hung here).
         pool.close()
         pool.join()
-    latencies = sorted(ms for _, ms in results)
     return {"answers": [a for a, _ in results], "requests_per_second": len(texts) / wall,
-            "latency_p50_ms": statistics.median(latencies), "latency_p95_ms": latencies[max(0, round(0.95 * len(latencies)) - 1)]}
+            **latency_summary([ms for _, ms in results])}
 
 
 def llama_cpp_build() -> dict:
@@ -81,41 +82,20 @@ def llama_cpp_build() -> dict:
 
 def classify_breakdown(spec: dict, texts: list[str]) -> dict:
     """Where a classify request's time goes, in this process with every core: the prompt's new tokens (after the
-    cached prefix) in one batch, then one forward pass per point where the remaining labels branch. Requests go
-    through `classify` itself; its steps are only counted and timed."""
+    cached prefix) in one batch, then one forward pass per point where the remaining labels branch, as the runtime
+    reports them on each answer."""
     from factory.lib.task import load_task
     from factory.runtime.classifier import GGUFClassifier
 
     classifier = GGUFClassifier(spec["gguf"], load_task(spec["task_dir"]))  # every core by default
     classifier.classify("warm-up message")
-    prompt_tokens, batches, label_ms = [], [], []
-    evaluate, eval_prompt, choose_label = classifier.llm.eval, classifier._eval_prompt, classifier._constrained
-
-    def counted_eval(tokens):
-        batches.append(len(tokens))
-        return evaluate(tokens)
-
-    def counted_eval_prompt(ids):
-        prompt_tokens.append(len(ids))
-        return eval_prompt(ids)
-
-    def timed_choose_label():
-        started = time.perf_counter()
-        label = choose_label()
-        label_ms.append((time.perf_counter() - started) * 1000)
-        return label
-
-    classifier.llm.eval, classifier._eval_prompt, classifier._constrained = counted_eval, counted_eval_prompt, timed_choose_label
-    prompt_ms, new_tokens, passes = [], [], []
-    for text in texts:
-        batches.clear()
-        prompt_ms.append(classifier.classify(text).latency_ms - label_ms[-1])
-        new_tokens.append(batches[0])
-        passes.append(len(batches) - 1)
-    branching = [ms / n for ms, n in zip(label_ms, passes) if n]
-    return {"prompt_ms_p50": statistics.median(prompt_ms), "prompt_tokens_mean": statistics.fmean(prompt_tokens),
-            "new_prompt_tokens_mean": statistics.fmean(new_tokens), "label_ms_mean": statistics.fmean(label_ms),
-            "label_passes_mean": statistics.fmean(passes),
+    results = [classifier.classify(text) for text in texts]
+    branching = [r.label_ms / r.label_passes for r in results if r.label_passes]
+    return {"prompt_ms_p50": statistics.median(r.latency_ms - r.label_ms for r in results),
+            "prompt_tokens_mean": statistics.fmean(r.prompt_tokens for r in results),
+            "new_prompt_tokens_mean": statistics.fmean(r.new_prompt_tokens for r in results),
+            "label_ms_mean": statistics.fmean(r.label_ms for r in results),
+            "label_passes_mean": statistics.fmean(r.label_passes for r in results),
             "ms_per_label_pass_p50": statistics.median(branching) if branching else None}
 
 

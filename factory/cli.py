@@ -129,11 +129,12 @@ def cmd_eval(args) -> int:
 
 
 def cmd_classify(args) -> int:
+    from tqdm import tqdm
+
     from factory.runtime.champion import load_classifier, read_inputs
 
     classifier, version = load_classifier(data_root(), args.task, args.version)
     texts = read_inputs(args.input, args.text_field)
-    from tqdm import tqdm
 
     with open(args.output, "w", encoding="utf-8") if args.output else contextlib.nullcontext(sys.stdout) as out:
         for row_id, text in tqdm(texts, desc=f"{args.task} {version}", unit="row", disable=len(texts) < 2, file=sys.stderr):
@@ -222,7 +223,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
         return args.func(args)
-    except (DataError, LookupError) as exc:
+    except DataError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
 

@@ -30,6 +30,6 @@ def failed_checks(result: dg.ExecuteInProcessResult) -> list[str]:
     return [f"{c.asset_key.to_user_string()}:{c.check_name}" for c in result.get_asset_check_evaluations() if not c.passed]
 
 
-def recipe_config(recipe: str, **ops: dict) -> dict:
-    """Run config choosing the training recipe, plus any other per-asset config."""
-    return {"ops": {"training_recipe": {"config": {"recipe": recipe}}, **{op: {"config": c} for op, c in ops.items()}}}
+def recipe_config(recipe: str) -> dict:
+    """Run config choosing the training recipe."""
+    return {"ops": {"training_recipe": {"config": {"recipe": recipe}}}}

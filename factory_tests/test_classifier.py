@@ -136,6 +136,7 @@ def test_answers_with_distinct_first_words_need_only_the_prompt_pass(shared_pref
     finally:
         del llm.eval
     assert len(batches) == len(texts)  # one forward pass a request: the new part of the prompt
+    assert [(r.label_passes, r.new_prompt_tokens) for r in results] == [(0, n) for n in batches]  # what it reports
     assert all(r.label in SHARED_PREFIX_LABELS and r.answer == answers[r.label] for r in results)
     assert len({r.label for r in results}) >= 2
 

@@ -51,3 +51,18 @@ def test_messages_cut_long_inputs_the_same_way_everywhere(tiny_task):
     messages = task.messages("x" * 1000)
     assert messages[0] == {"role": "system", "content": task.system_prompt}
     assert messages[1]["content"] == "x" * 400
+
+
+@pytest.mark.parametrize("settings, message", [
+    ({"fallback_label": "refunds"}, "fallback_label 'refunds' is not one of the contract's labels"),
+    ({"abstain_below": 0.5}, "abstain_below needs a fallback_label to answer with"),
+    ({"abstain_below": 1.5, "fallback_label": "billing"}, "less than or equal to 1"),
+])
+def test_abstention_settings_are_checked_when_the_task_loads(tiny_task, settings, message):
+    spec_path = tiny_task / "task.yaml"
+    spec_path.write_text(yaml.safe_dump({**yaml.safe_load(spec_path.read_text()), **settings}))
+    with pytest.raises(DataError, match=message):
+        load_task(tiny_task)
+    spec_path.write_text(yaml.safe_dump({**yaml.safe_load(spec_path.read_text()), "fallback_label": "billing",
+                                         "abstain_below": 0.5}))
+    assert load_task(tiny_task).fallback_label == "billing"

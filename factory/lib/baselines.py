@@ -1,11 +1,15 @@
 """Baselines the fine-tune must beat, fit on the same training rows and scored on the same eval rows."""
 from __future__ import annotations
 
+import time
+
 import numpy as np
 from sklearn.dummy import DummyClassifier
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import FeatureUnion, make_pipeline
+
+from factory.lib.metrics import score_predictions
 
 
 def majority(train_texts: list[str], train_targets: list[str]):
@@ -70,10 +74,6 @@ def classical_predictors(train_texts: list[str], train_targets: list[str], train
 def score_predictor(predict, rows: list[dict], contract, latency_rows: int = 50) -> tuple[dict, list[dict]]:
     """Every row answered in one batch; latency and CPU time from the first `latency_rows` answered one at a time,
     as a server would."""
-    import time
-
-    from factory.lib.metrics import score_predictions
-
     labels, confidences = predict([r["text"] for r in rows])
     timed = rows[:latency_rows]
     latencies, wall, cpu = [], time.perf_counter(), time.process_time()

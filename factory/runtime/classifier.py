@@ -37,6 +37,11 @@ class Classification:
     confidence: float = 1.0
     abstained: bool = False
     probabilities: dict[str, float] = field(default_factory=dict)  # label -> probability (constrained path only)
+    # Where the time went: the prompt's tokens, those evaluated after the cached prefix, then the label's forward passes.
+    prompt_tokens: int = 0
+    new_prompt_tokens: int = 0
+    label_passes: int = 0
+    label_ms: float = 0.0
 
 
 class GGUFClassifier:
@@ -63,8 +68,8 @@ class GGUFClassifier:
         # One llama.cpp context is not thread-safe; a server shares one classifier between request threads.
         self.lock = threading.Lock()
 
-    def _eval_prompt(self, ids: list[int]) -> None:
-        # Keep the cached prefix; at least the last prompt token is evaluated to get fresh logits.
+    def _eval_prompt(self, ids: list[int]) -> int:
+        """Evaluate what the cache does not hold, keeping at least the last token for fresh logits; returns that count."""
         cached = self.llm.input_ids[: self.llm.n_tokens]
         keep = 0
         for a, b in zip(cached, ids[:-1]):
@@ -73,6 +78,7 @@ class GGUFClassifier:
             keep += 1
         self.llm.n_tokens = keep
         self.llm.eval(ids[keep:])
+        return len(ids) - keep
 
     def _next_logits(self) -> np.ndarray:
         import llama_cpp
@@ -80,10 +86,11 @@ class GGUFClassifier:
         pointer = llama_cpp.llama_get_logits_ith(self.llm.ctx, -1)
         return np.ctypeslib.as_array(ctypes.cast(pointer, ctypes.POINTER(ctypes.c_float)), shape=(self.llm.n_vocab(),))
 
-    def _constrained(self) -> tuple[str, dict[str, float]]:
+    def _constrained(self) -> tuple[str, dict[str, float], int]:
+        """The answer, each label's probability, and the forward passes spent after the prompt's."""
         candidates = dict(self.sequences)
         probabilities = dict.fromkeys(self.sequences, 0.0)
-        path_mass, depth = 1.0, 0
+        path_mass, depth, passes = 1.0, 0, 0
         while len(candidates) > 1:
             logits = self._next_logits()
             branches: dict[int, list[str]] = {}
@@ -105,9 +112,10 @@ class GGUFClassifier:
                 while all(len(seq) > depth for seq in candidates.values()) and len({seq[depth] for seq in candidates.values()}) == 1:
                     depth += 1  # forced: every remaining label continues with this token
                 self.llm.eval(list(next(iter(candidates.values()))[start:depth]))
+                passes += 1
         answer = next(iter(candidates))
         probabilities[answer] = path_mass
-        return answer, {self.contract.parse_answer(a): p for a, p in probabilities.items()}
+        return answer, {self.contract.parse_answer(a): p for a, p in probabilities.items()}, passes
 
     def _free(self) -> str:
         eos, tokens = self.llm.token_eos(), []
@@ -124,14 +132,18 @@ class GGUFClassifier:
         the answer becomes its `fallback_label`, marked abstained."""
         with self.lock:
             started = time.perf_counter()
-            self._eval_prompt(self.prompt.ids(messages or self.task.messages(text)))
+            ids = self.prompt.ids(messages or self.task.messages(text))
+            new_tokens = self._eval_prompt(ids)
             if not self.constrained:
                 answer = self._free()
-                return Classification(self.contract.parse_answer(answer), answer, (time.perf_counter() - started) * 1000)
-            answer, probabilities = self._constrained()
-            latency = (time.perf_counter() - started) * 1000
-        label, confidence = self.contract.parse_answer(answer), probabilities[self.contract.parse_answer(answer)]
-        fallback = self.task.fallback_label
-        if fallback and confidence < self.task.abstain_below:
-            return Classification(fallback, answer, latency, confidence, True, probabilities)
-        return Classification(label, answer, latency, confidence, False, probabilities)
+                return Classification(self.contract.parse_answer(answer), answer, (time.perf_counter() - started) * 1000,
+                                      prompt_tokens=len(ids), new_prompt_tokens=new_tokens)
+            label_started = time.perf_counter()
+            answer, probabilities, passes = self._constrained()
+            finished = time.perf_counter()
+        label = self.contract.parse_answer(answer)
+        confidence = probabilities[label]
+        abstained = bool(self.task.fallback_label) and confidence < self.task.abstain_below
+        return Classification(self.task.fallback_label if abstained else label, answer, (finished - started) * 1000,
+                              confidence, abstained, probabilities, len(ids), new_tokens, passes,
+                              (finished - label_started) * 1000)

@@ -73,7 +73,7 @@ def eval_report(
     critical = sum(p["id"] in golden and p["prediction"] != p["target"] for p in _served_rows(folder, served, "golden"))
     quantization = json.loads((storage.asset_dir(key, "gguf_model") / "choice.json").read_text())
     report = build_report(key, task, models, served, test_predictions, critical, previous, skipped, quantization)
-    report["repair_targets"] = _repair_targets(folder, served, files, embedder)
+    report["repair_targets"] = _repair_targets(folder, served, files, embedder, models[served].get("dev", {}))
     _write(folder, report, task)
     gates = report["release_gates"]
     with tracker.run(context, {"gguf_sha256": info["sha256"], "quantization": kind}) as run:
@@ -112,13 +112,12 @@ def _served_rows(folder: Path, served: str, set_name: str) -> list[dict]:
     return read_jsonl(path) if path.exists() else []
 
 
-def _repair_targets(folder: Path, served: str, files: dict, embedder: Embedder) -> dict:
+def _repair_targets(folder: Path, served: str, files: dict, embedder: Embedder, dev: dict) -> dict:
     """Failing dev and test rows clustered by meaning, and label pairs the served model confuses on dev."""
     texts = {r["id"]: r["text"] for name in ("dev", "test") if name in files for r in read_jsonl(files[name])}
     failures = [{**p, "text": texts[p["id"]]} for name in ("dev", "test") for p in _served_rows(folder, served, name)
                 if p["prediction"] != p["target"]]
     embeddings = embedder.encode([f["text"] for f in failures])
-    dev = json.loads((folder / served / "summary.json").read_text())["sets"].get("dev", {})
     return {"clusters": failure_clusters(failures, embeddings) if failures else [],
             "confusable_pairs": confusable_pairs(dev["confusion"]) if "confusion" in dev else []}
 
