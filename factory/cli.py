@@ -144,6 +144,17 @@ def cmd_classify(args) -> int:
     return 0
 
 
+def cmd_serve(args) -> int:
+    from factory.serve.app import ServeSettings, serve
+
+    settings = ServeSettings(task=args.task, data_root=data_root(), version=args.version, host=args.host,
+                             api_key=os.environ.get("FACTORY_API_KEY", ""), reload_seconds=args.reload_seconds)
+    print(f"serving {args.task} on http://{args.host}:{args.port} (POST /v1/classify, /v1/chat/completions, "
+          "/v1/feedback; GET /healthz, /metrics)", flush=True)
+    serve(settings, args.port)
+    return 0
+
+
 def cmd_task_import(args) -> int:
     from factory.lib.importer import ImportOptions, import_task
 
@@ -190,6 +201,14 @@ def parser() -> argparse.ArgumentParser:
     classify.add_argument("--text-field", default="text", help="the column or key holding the text, for files")
     classify.add_argument("--output", help="write JSON lines here instead of stdout")
     classify.set_defaults(func=cmd_classify)
+
+    srv = sub.add_parser("serve", help="serve a task's champion over HTTP, logging every request with PII scrubbed")
+    srv.add_argument("--task", required=True)
+    srv.add_argument("--version", help="pin a released dataset version (default: follow the champion alias)")
+    srv.add_argument("--host", default="127.0.0.1", help="anything but loopback needs FACTORY_API_KEY set")
+    srv.add_argument("--port", type=int, default=8000)
+    srv.add_argument("--reload-seconds", type=float, default=30.0, help="how often to look for a new champion")
+    srv.set_defaults(func=cmd_serve)
 
     version = sub.add_parser("version", help="dataset versions (Dagster partitions)").add_subparsers(dest="action", required=True)
     new = version.add_parser("new", help="add the next version of a task")

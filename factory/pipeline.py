@@ -4,6 +4,7 @@ from __future__ import annotations
 import dagster as dg
 
 from factory.definitions import defs
+from factory.defs.partitions import dataset_versions
 
 # What `factory eval` re-runs on an existing version: the baselines and the report with its release gates.
 EVALUATION = ("baseline_report", "eval_report")
@@ -20,7 +21,9 @@ def materialize_version(key: str, instance: dg.DagsterInstance, resources: dict 
         return loaded.resolve_job_def("factory_pipeline").execute_in_process(
             partition_key=key, instance=instance, run_config=run_config or {}, raise_on_error=raise_on_error,
             asset_selection=selection)
-    return dg.materialize([*loaded.assets, *loaded.asset_checks], partition_key=key, instance=instance,
+    # The version's graph only: the traffic assets are partitioned by task, not by version.
+    version_assets = [a for a in loaded.assets if a.partitions_def == dataset_versions]
+    return dg.materialize([*version_assets, *loaded.asset_checks], partition_key=key, instance=instance,
                           selection=selection, resources=resources, run_config=run_config or {},
                           raise_on_error=raise_on_error)
 

@@ -184,3 +184,18 @@ def llama_server(tmp_path_factory):
     except subprocess.TimeoutExpired:
         process.kill()
     log.close()
+
+
+def clone_data_root(source: Path, target: Path) -> Path:
+    """A data root of one's own over the session's released one: artifacts are hard links (every stage replaces its
+    files, never edits them in place), SQLite databases are copies."""
+    import shutil
+
+    def link_or_copy(src, dst):
+        if src.endswith((".db", ".db-wal", ".db-shm", ".yaml", ".lock")):
+            return shutil.copy2(src, dst)
+        os.link(src, dst)
+        return dst
+
+    shutil.copytree(source, target, copy_function=link_or_copy)
+    return target

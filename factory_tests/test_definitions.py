@@ -6,6 +6,8 @@ from factory.definitions import defs
 STAGES = ["eval_sets", "seed_examples", "generated_examples", "accepted_examples", "dataset_splits",
           "baseline_report", "training_recipe", "lora_adapter", "gguf_model", "eval_report", "released_model"]
 
+TRAFFIC = ["production_logs", "review_queue", "reviewed_examples"]
+
 
 def test_definitions_load_and_validate():
     dg.Definitions.validate_loadable(defs())
@@ -15,7 +17,10 @@ def test_every_stage_is_a_partitioned_asset_in_one_graph():
     loaded = defs()
     graph = loaded.resolve_asset_graph()
     keys = {k.to_user_string() for k in graph.get_all_asset_keys()}
-    assert keys == set(STAGES)
+    assert keys == set(STAGES) | set(TRAFFIC)
+    for name in TRAFFIC:
+        assert graph.get(dg.AssetKey(name)).partitions_def.name == "served_task"
+        assert graph.get(dg.AssetKey(name)).group_name == "traffic"
     for name in STAGES:
         node = graph.get(dg.AssetKey(name))
         assert node.partitions_def.name == "dataset_version", name

@@ -1,9 +1,16 @@
 import dagster as dg
 
-from factory.defs.partitions import dataset_versions
-
-# Every stage for one dataset version: what `factory run` and the demo materialise.
+# Every stage for one dataset version: what `factory run`, the demo and the nightly schedule materialise.
 factory_pipeline = dg.define_asset_job(
-    "factory_pipeline", selection=dg.AssetSelection.all(), partitions_def=dataset_versions
+    "factory_pipeline", selection=dg.AssetSelection.groups("dataset", "model")
 )
 
+# New request log lines into the task's production log table (the review queue follows through automation).
+traffic_intake = dg.define_asset_job(
+    "traffic_intake", selection=dg.AssetSelection.assets("production_logs")
+)
+
+# A person's edits to the review file into the production eval set and training seeds.
+review_intake = dg.define_asset_job(
+    "review_intake", selection=dg.AssetSelection.assets("reviewed_examples")
+)

@@ -27,6 +27,10 @@ class FactoryStorage(dg.ConfigurableResource):
         task, _ = parse_version_key(partition_key)
         return load_task(self.task_dir(task))
 
+    def traffic_dir(self, task: str) -> Path:
+        """A task's served traffic: request logs, the production log table, the review file."""
+        return self.root / "traffic" / check_task_name(task)
+
     def asset_dir(self, partition_key: str, asset: str) -> Path:
         parse_version_key(partition_key)
         return self.root / "versions" / partition_key / asset

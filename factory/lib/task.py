@@ -13,6 +13,7 @@ from factory.lib.prompts import chat_messages
 from factory.lib.versions import TASK_NAME_PATTERN, check_task_name
 
 EVAL_SETS = ("dev", "test", "golden", "adversarial")
+PRODUCTION_SET = "production"  # reviewed production requests (the `reviewed_examples` asset writes it), scored like the others
 REQUIRED_EVAL_SETS = ("dev", "test")  # dev chooses (quantization, checkpoints), test decides the release
 
 
@@ -51,6 +52,19 @@ class TaskFiles(BaseModel):
     test: str = "eval/test.jsonl"
     golden: str = "eval/golden.jsonl"
     adversarial: str = "eval/adversarial.jsonl"
+    # Reviewed production requests: an eval set first, training seeds only beyond it (see `ProductionSpec`).
+    production: str = "production/eval.jsonl"
+    production_seeds: str = "production/seeds.jsonl"
+
+
+class ProductionSpec(BaseModel):
+    """How served traffic flows back: what goes to review, how reviewed rows are split, when a new version starts."""
+
+    review_below: float = Field(0.6, ge=0.0, le=1.0, description="requests answered with less confidence go to review")
+    production_eval_size: int = Field(200, ge=0, description="reviewed rows the production eval set takes before any "
+                                                             "reviewed row becomes a training seed")
+    retrain_after: int = Field(50, ge=1, description="reviewed training seeds not yet in any version that start the "
+                                                     "next dataset version")
 
 
 class TaskSpec(BaseModel):
@@ -66,6 +80,7 @@ class TaskSpec(BaseModel):
                                                          "below `abstain_below` confidence become it")
     abstain_below: float = Field(0.0, ge=0.0, le=1.0, description="confidence under which the served path abstains")
     files: TaskFiles = TaskFiles()
+    production: ProductionSpec = ProductionSpec()
     folder: Path = Field(Path("."), exclude=True)
 
     @model_validator(mode="after")

@@ -3,6 +3,7 @@ from collections import Counter
 import dagster as dg
 from pydantic import Field
 
+from factory.defs.automation import AFTER_UPSTREAM
 from factory.defs.metadata import table_metadata
 from factory.defs.partitions import dataset_versions
 from factory.integrations.resources import Embedder
@@ -20,7 +21,7 @@ class GatesConfig(dg.Config):
     use_embeddings: bool = Field(default=True, description="run the semantic gates (MiniLM by default)")
 
 
-@dg.asset(partitions_def=dataset_versions, deps=["seed_examples", "generated_examples", "eval_sets"], kinds={"jsonl"})
+@dg.asset(partitions_def=dataset_versions, automation_condition=AFTER_UPSTREAM, deps=["seed_examples", "generated_examples", "eval_sets"], kinds={"jsonl"})
 def accepted_examples(
     context: dg.AssetExecutionContext, config: GatesConfig, storage: FactoryStorage, embedder: Embedder
 ) -> dg.MaterializeResult:

@@ -3,6 +3,7 @@ from collections import Counter
 import dagster as dg
 from pydantic import Field
 
+from factory.defs.automation import AFTER_UPSTREAM
 from factory.defs.metadata import table_metadata
 from factory.defs.partitions import dataset_versions
 from factory.integrations.storage import FactoryStorage
@@ -16,7 +17,7 @@ class SplitConfig(dg.Config):
     seed: int = Field(default=0, description="same rows and seed, same split")
 
 
-@dg.asset(partitions_def=dataset_versions, deps=["accepted_examples"], kinds={"jsonl"})
+@dg.asset(partitions_def=dataset_versions, automation_condition=AFTER_UPSTREAM, deps=["accepted_examples"], kinds={"jsonl"})
 def dataset_splits(context: dg.AssetExecutionContext, config: SplitConfig, storage: FactoryStorage) -> dg.MaterializeResult:
     """Train and validation rows: seeded, stratified by target, a seed and its variants always on one side."""
     key = context.partition_key

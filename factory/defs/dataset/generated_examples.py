@@ -1,6 +1,7 @@
 import dagster as dg
 from pydantic import Field
 
+from factory.defs.automation import AFTER_UPSTREAM
 from factory.defs.metadata import table_metadata
 from factory.defs.partitions import dataset_versions
 from factory.integrations.storage import FactoryStorage
@@ -14,7 +15,7 @@ class GenerationConfig(dg.Config):
     seed: int = Field(default=0, description="same seed, same rows")
 
 
-@dg.asset(partitions_def=dataset_versions, deps=["seed_examples"], kinds={"jsonl"})
+@dg.asset(partitions_def=dataset_versions, automation_condition=AFTER_UPSTREAM, deps=["seed_examples"], kinds={"jsonl"})
 def generated_examples(context: dg.AssetExecutionContext, config: GenerationConfig, storage: FactoryStorage) -> dg.MaterializeResult:
     """Synthetic rows made from the seeds, each with its parent, generator and operations recorded."""
     seeds = read_jsonl(storage.asset_dir(context.partition_key, "seed_examples") / "seeds.jsonl")

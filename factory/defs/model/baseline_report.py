@@ -1,6 +1,7 @@
 import dagster as dg
 from pydantic import Field
 
+from factory.defs.automation import AFTER_UPSTREAM
 from factory.defs.partitions import dataset_versions
 from factory.integrations.llm_client import ChatEndpoint
 from factory.integrations.resources import BaseModel, Embedder, TrainingScripts
@@ -19,7 +20,7 @@ class BaselineConfig(dg.Config):
     latency_rows: int = Field(default=50, description="rows answered one at a time to time each classical baseline")
 
 
-@dg.asset(partitions_def=dataset_versions, deps=["dataset_splits", "eval_sets"], kinds={"sklearn", "llama.cpp"})
+@dg.asset(partitions_def=dataset_versions, automation_condition=AFTER_UPSTREAM, deps=["dataset_splits", "eval_sets"], kinds={"sklearn", "llama.cpp"})
 def baseline_report(
     context: dg.AssetExecutionContext, config: BaselineConfig, storage: FactoryStorage, base_model: BaseModel,
     embedder: Embedder, scripts: TrainingScripts, tracker: MlflowTracker, reference_model: ChatEndpoint,

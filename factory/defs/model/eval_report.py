@@ -4,6 +4,7 @@ from pathlib import Path
 import dagster as dg
 from pydantic import Field
 
+from factory.defs.automation import AFTER_UPSTREAM
 from factory.defs.partitions import dataset_versions
 from factory.integrations.resources import BaseModel, Embedder, TrainingScripts
 from factory.integrations.storage import FactoryStorage
@@ -33,7 +34,7 @@ class EvalReportConfig(dg.Config):
     price_per_cpu_hour: float = Field(default=0.05, description="USD a CPU core costs an hour: the cost model of local models")
 
 
-@dg.asset(partitions_def=dataset_versions, deps=["gguf_model", "lora_adapter", "baseline_report", "eval_sets"],
+@dg.asset(partitions_def=dataset_versions, automation_condition=AFTER_UPSTREAM, deps=["gguf_model", "lora_adapter", "baseline_report", "eval_sets"],
           kinds={"llama.cpp", "pytorch"})
 def eval_report(
     context: dg.AssetExecutionContext, config: EvalReportConfig, storage: FactoryStorage,

@@ -1,6 +1,7 @@
 import dagster as dg
 from pydantic import Field
 
+from factory.defs.automation import AFTER_UPSTREAM
 from factory.defs.partitions import dataset_versions
 from factory.integrations.resources import BaseModel, TrainingScripts
 from factory.integrations.storage import FactoryStorage
@@ -19,7 +20,7 @@ class GGUFConfig(dg.Config):
     tolerance: float = Field(default=0.01, description="the smallest file within this much of the best dev score is served")
 
 
-@dg.asset(partitions_def=dataset_versions, deps=["lora_adapter", "eval_sets"], kinds={"gguf", "llama.cpp"})
+@dg.asset(partitions_def=dataset_versions, automation_condition=AFTER_UPSTREAM, deps=["lora_adapter", "eval_sets"], kinds={"gguf", "llama.cpp"})
 def gguf_model(
     context: dg.AssetExecutionContext, config: GGUFConfig, storage: FactoryStorage,
     base_model: BaseModel, scripts: TrainingScripts, tracker: MlflowTracker,

@@ -1,6 +1,7 @@
 import dagster as dg
 import yaml
 
+from factory.defs.automation import AFTER_UPSTREAM
 from factory.defs.partitions import dataset_versions
 from factory.integrations.resources import BaseModel, TrainingScripts
 from factory.integrations.storage import FactoryStorage
@@ -9,7 +10,7 @@ from factory.lib.recipes import training_code_version
 from factory.training.sft import SFTRunConfig
 
 
-@dg.asset(partitions_def=dataset_versions, deps=["dataset_splits", "eval_sets", "training_recipe"],
+@dg.asset(partitions_def=dataset_versions, automation_condition=AFTER_UPSTREAM, deps=["dataset_splits", "eval_sets", "training_recipe"],
           code_version=training_code_version(), kinds={"pytorch", "peft"}, pool="train")
 def lora_adapter(
     context: dg.AssetExecutionContext, storage: FactoryStorage,

@@ -4,6 +4,7 @@ import shutil
 
 import dagster as dg
 
+from factory.defs.automation import AFTER_UPSTREAM
 from factory.defs.partitions import dataset_versions
 from factory.integrations.storage import FactoryStorage
 from factory.integrations.tracking import MlflowTracker
@@ -15,7 +16,7 @@ from factory.runtime.prompt import single_turn_template
 from factory.training.export_gguf import primary_gguf
 
 
-@dg.asset(partitions_def=dataset_versions, deps=["eval_report", "gguf_model", "lora_adapter", "accepted_examples"],
+@dg.asset(partitions_def=dataset_versions, automation_condition=AFTER_UPSTREAM, deps=["eval_report", "gguf_model", "lora_adapter", "accepted_examples"],
           kinds={"mlflow", "gguf"})
 def released_model(context: dg.AssetExecutionContext, storage: FactoryStorage, tracker: MlflowTracker) -> dg.MaterializeResult:
     """The served GGUF released: a new MLflow registered-model version under the alias `champion` (earlier versions

@@ -1,0 +1,65 @@
+import json
+
+import dagster as dg
+import numpy as np
+from pydantic import Field
+
+from factory.defs.partitions import served_tasks
+from factory.integrations.resources import Embedder
+from factory.integrations.storage import FactoryStorage
+from factory.integrations.tracking import MlflowTracker
+from factory.lib.baselines import classical_predictors
+from factory.lib.files import read_jsonl
+from factory.lib.review import merge_review, read_review, review_candidates, write_review
+from factory.lib.task import load_task
+
+
+class ReviewConfig(dg.Config):
+    near_duplicate_similarity: float = Field(default=0.95, description="cosine similarity (MiniLM) at which a request "
+                                             "is marked a near-duplicate of a training row")
+
+
+@dg.asset(partitions_def=served_tasks, deps=["production_logs"], kinds={"csv"},
+          automation_condition=dg.AutomationCondition.eager())
+def review_queue(context: dg.AssetExecutionContext, config: ReviewConfig, storage: FactoryStorage, embedder: Embedder,
+                 tracker: MlflowTracker) -> dg.MaterializeResult:
+    """`review.csv`, the requests worth a person's look (corrected through feedback, abstained, low confidence, or
+    answered otherwise by the best baseline of the champion's run), each with the model's answer, any correction and the
+    training row it nearly duplicates; a person fills `correct_label` and `reviewed`, and their edits are kept."""
+    name = context.partition_key
+    task = load_task(storage.task_dir(name))
+    folder = storage.traffic_dir(name)
+    records = read_jsonl(folder / "production_logs.jsonl")
+    requests = [r for r in records if r.get("type") == "request"]
+    champion = tracker.champion(name)
+    train = (read_jsonl(storage.asset_dir(champion["dagster.partition"], "dataset_splits") / "train.jsonl")
+             if champion else [])
+    baseline, best = None, None
+    encoder = embedder.load()
+    if train and requests:
+        report = json.loads((storage.asset_dir(champion["dagster.partition"], "eval_report") / "report.json").read_text())
+        best = report.get("best_baseline") if report.get("best_baseline") in ("tfidf_logreg", "minilm_logreg") else "minilm_logreg"
+        train_embeddings = embedder.encode([r["text"] for r in train], encoder)
+        predictors = classical_predictors([r["text"] for r in train], [r["target"] for r in train], train_embeddings,
+                                          lambda texts: embedder.encode(texts, encoder))
+        labels, _ = predictors[best]([r.get("input", "") for r in requests])
+        baseline = {r["id"]: label for r, label in zip(requests, labels)}
+    candidates = review_candidates(records, task.production.review_below, baseline)
+    if train and candidates:
+        similarity = embedder.encode([c["text"] for c in candidates], encoder) @ train_embeddings.T
+        for candidate, row in zip(candidates, similarity):
+            if row.max() >= config.near_duplicate_similarity:
+                candidate["near_duplicate_of"] = train[int(np.argmax(row))]["id"]
+    path = folder / "review.csv"
+    before = read_review(path)
+    rows = merge_review(before, candidates)
+    write_review(path, rows)
+    reasons = [reason for row in rows for reason in row["reasons"].split()]
+    return dg.MaterializeResult(metadata={
+        "dagster/row_count": len(rows), "new_rows": len(rows) - len(before),
+        "awaiting_review": sum(not row["reviewed"] for row in rows),
+        "reasons": dg.MetadataValue.json({r: reasons.count(r) for r in sorted(set(reasons))}),
+        "baseline": best or "none (no released model yet)",
+        "champion": champion["dagster.partition"] if champion else "none",
+        "path": dg.MetadataValue.path(str(path)),
+    })
