@@ -117,6 +117,19 @@ def qlora_cuda(result: dict) -> str:
     return "\n".join(lines)
 
 
+def serve_load(result: dict) -> str:
+    lines = [f"**{result['task']}**, `{result['gguf']}`, {result['seconds']:.0f} s at each concurrency; the anchor's chat "
+             f"completions {result['anchor_mean_completion_tokens']} tokens on average (at most "
+             f"{result['anchor_max_tokens']}); commit {result['commit']}, {result['date']}.", "",
+             "| server | clients | requests/s | p50 ms | p95 ms | failed | CPU-s a request | log lines | x anchor |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for r in result["results"]:
+        lines.append(f"| {r['server']} | {r['clients']} | {r['requests_per_s']:.2f} | {fmt(r['p50_ms'], 0)} | "
+                     f"{fmt(r['p95_ms'], 0)} | {r['failed']} | {r['cpu_s_per_request']:.2f} | {r.get('log_lines', '')} | "
+                     f"{fmt(r.get('throughput_vs_anchor'), 2)} |")
+    return "\n".join(lines)
+
+
 def learning_curve(results: list[dict]) -> str:
     """One line per fine-tuned quality run, by training rows: what more data buys against the baselines.
     "same rows": the baseline refit on the fine-tune's own training split (absent from older results)."""
@@ -149,7 +162,7 @@ def main() -> None:
         result = json.loads(path.read_text())
         results.append(result)
         renderers = {"quality": quality, "inference": inference, "run_cost": run_cost, "training_step": training_step,
-                     "install": install, "qlora_cuda": qlora_cuda}
+                     "install": install, "qlora_cuda": qlora_cuda, "serve_load": serve_load}
         render = next(fn for prefix, fn in renderers.items() if result["benchmark"].startswith(prefix))
         m = result["machine"]
         family = f" (family {m['cpu_family']} model {m['cpu_model']})" if m.get("cpu_family") else ""  # older results lack it

@@ -159,3 +159,17 @@ def test_qlora_cuda_pack_keeps_only_the_cuda_13_and_cpu_libraries_of_bitsandbyte
     with zipfile.ZipFile(wheel) as archive:
         assert sorted(archive.namelist()) == sorted([*kept, "bitsandbytes-0.50.2.dist-info/RECORD"])
         assert [line.split(",")[0] for line in archive.read("bitsandbytes-0.50.2.dist-info/RECORD").decode().splitlines()] == kept
+
+
+def test_serve_load_benchmark_against_the_llama_cpp_server(released_version, tmp_path):
+    from factory_tests.conftest import clone_data_root
+
+    root = clone_data_root(released_version["root"], tmp_path / "data")
+    run("serve_load.py", "--data-root", str(root), "--task", "tiny", "--seconds", "2", "--concurrency", "2",
+        "--out", str(tmp_path), cwd=tmp_path)
+    result = json.loads((tmp_path / "serve_load.json").read_text())
+    served, anchor = result["results"]
+    assert (served["server"], anchor["server"]) == ("factory_serve", "llama_cpp_server")
+    assert served["requests"] > 0 and served["failed"] == 0 and anchor["requests"] > 0
+    assert served["log_lines"] == served["requests"] and served["log_duplicates"] == 0
+    assert served["throughput_vs_anchor"] == round(served["requests_per_s"] / anchor["requests_per_s"], 2)

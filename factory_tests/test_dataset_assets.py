@@ -111,3 +111,21 @@ def test_same_rows_and_seed_give_byte_identical_splits(resources, data_root, ins
     for name in ("train.jsonl", "validation.jsonl"):
         first = (data_root / "versions" / "tiny.v1" / "dataset_splits" / name).read_bytes()
         assert first and first == (other / "versions" / "tiny.v1" / "dataset_splits" / name).read_bytes()
+
+
+@pytest.mark.parametrize("scrub", [True, False])
+def test_pii_in_seeds_is_scrubbed_before_training_unless_turned_off(resources, data_root, tiny_task, instance, scrub):
+    seeds = [json.loads(line) for line in (tiny_task / "seeds.jsonl").read_text().splitlines()]
+    seeds[0]["text"] = "I was charged twice, card 4111 1111 1111 1111, mail me at ann@example.org"
+    (tiny_task / "seeds.jsonl").write_text("".join(json.dumps(r) + "\n" for r in seeds))
+    config = {"ops": {"accepted_examples": {"config": {"scrub_pii": scrub, "use_embeddings": False}}}}
+    result = dg.materialize(CHAIN[:4], partition_key="tiny.v1", resources=resources, instance=instance, run_config=config)
+    rows = {r["id"]: r for r in read_jsonl(data_root / "versions" / "tiny.v1" / "accepted_examples" / "accepted.jsonl")}
+    metadata = result.asset_materializations_for_node("accepted_examples")[0].metadata
+    if scrub:
+        assert rows[seeds[0]["id"]]["text"] == "I was charged twice, card <CREDIT_CARD>, mail me at <EMAIL_ADDRESS>"
+        assert rows[seeds[0]["id"]]["pii"] == ["CREDIT_CARD", "EMAIL_ADDRESS"]
+        assert metadata["pii_scrubbed_rows"].value >= 1 and rows[seeds[1]["id"]]["pii"] == []
+    else:
+        assert rows[seeds[0]["id"]]["text"] == seeds[0]["text"] and "pii" not in rows[seeds[0]["id"]]
+        assert metadata["pii_scrubbed_rows"].value == 0

@@ -116,7 +116,9 @@ def test_served_traffic_becomes_a_gated_new_champion(released_version, tmp_path,
             assert automation.get_requested_partitions(dg.AssetKey("seed_examples")) == {"tiny.v2"}
 
             # 6. tiny.v2 trains (with tiny.v1's recipe) and its release gate fails: the champion stays.
-            result = materialize_version("tiny.v2", instance, resources=resources, raise_on_error=False)
+            one_quantization = {"ops": {"gguf_model": {"config": {"quantizations": ["q8_0"]}}}}
+            result = materialize_version("tiny.v2", instance, resources=resources, raise_on_error=False,
+                                         run_config=one_quantization)
             assert failed_checks(result) == ["eval_report:release_gates_pass"]
             assert tracker.champion("tiny")["dagster.partition"] == "tiny.v1"
             seeds = read_jsonl(storage.asset_dir("tiny.v2", "seed_examples") / "seeds.jsonl")

@@ -108,6 +108,10 @@ def test_health_and_prometheus_metrics(client):
     text = client.get("/metrics").text
     assert counted(text, "200") == counted(before, "200") + 1 and counted(text, "415") == counted(before, "415") + 1
     assert 'factory_model_info{task="tiny",version="tiny.v1"} 1.0' in text
+    for n in range(3):
+        assert client.get(f"/no-such-path-{n}").status_code == 404
+    text = client.get("/metrics").text
+    assert "no-such-path" not in text and 'factory_requests_total{endpoint="other",status="404"} 3.0' in text
     assert re.search(r'factory_request_latency_seconds_bucket\{endpoint="/v1/classify",le="\+Inf"\} \d', text)
 
 

@@ -65,17 +65,32 @@ class GGUFClassifier:
                           for answer in answers}
         self.max_tokens = max(len(s) for s in self.sequences.values())
         self.prompt = GGUFPrompt(self.llm)
+        # What every task prompt shares before the input (template, system prompt) is evaluated once, on its own,
+        # and kept; each request evaluates the rest in one batch. Reusing whatever the previous prompt happened to
+        # share would make a row's confidence depend on the row before it (float rounding differs with the batch).
+        one, other = self.prompt.ids(task.messages("a")), self.prompt.ids(task.messages("b"))
+        self.prefix = next(n for n, (a, b) in enumerate(zip(one + [-1], other + [-2])) if a != b)
+        self._shared_prefix = one[: self.prefix]
+        self.llm.eval(self._shared_prefix)
         # One llama.cpp context is not thread-safe; a server shares one classifier between request threads.
         self.lock = threading.Lock()
 
     def _eval_prompt(self, ids: list[int]) -> int:
-        """Evaluate what the cache does not hold, keeping at least the last token for fresh logits; returns that count."""
-        cached = self.llm.input_ids[: self.llm.n_tokens]
-        keep = 0
-        for a, b in zip(cached, ids[:-1]):
-            if a != b:
-                break
-            keep += 1
+        """Evaluate the prompt past the shared prefix (or, for other prompts such as few-shot ones, past what the cache
+        holds), keeping at least the last token for fresh logits; returns how many tokens were evaluated."""
+        cached = list(self.llm.input_ids[: self.llm.n_tokens])
+        task_prompt = len(ids) > self.prefix and ids[: self.prefix] == self._shared_prefix
+        if task_prompt:
+            if cached[: self.prefix] != ids[: self.prefix]:  # a prompt of another kind ran in between
+                self.llm.n_tokens = 0
+                self.llm.eval(ids[: self.prefix])
+            keep = self.prefix
+        else:
+            keep = 0
+            for a, b in zip(cached, ids[:-1]):
+                if a != b:
+                    break
+                keep += 1
         self.llm.n_tokens = keep
         self.llm.eval(ids[keep:])
         return len(ids) - keep

@@ -7,6 +7,7 @@ from __future__ import annotations
 import datetime as dt
 import hmac
 import ipaddress
+import logging
 import threading
 import time
 import uuid
@@ -40,6 +41,10 @@ class ServeSettings:
     reload_seconds: float = 30.0  # how often the champion alias is looked up
     log_max_bytes: int = 64 * 2**20
     threads: int = 0  # llama.cpp threads; 0: every core
+
+
+ROUTES = ("/v1/classify", "/v1/chat/completions", "/v1/feedback", "/healthz", "/metrics")
+log_errors = logging.getLogger("factory.serve")
 
 
 def check_binding(host: str, api_key: str) -> None:
@@ -144,8 +149,8 @@ def create_app(settings: ServeSettings) -> FastAPI:
                 if slot.refresh():
                     metrics["model"].remove(settings.task, previous)
                     metrics["model"].labels(settings.task, slot.current[1]).set(1)
-            except Exception as exc:  # a broken registry or GGUF must not take the serving model down
-                print(f"factory serve: keeping {previous}; could not load the new champion: {exc}", flush=True)
+            except Exception:  # a broken registry or GGUF must not take the serving model down
+                log_errors.exception(f"keeping {previous}: could not load the new champion")
 
     @asynccontextmanager
     async def lifespan(_: FastAPI):
@@ -159,7 +164,8 @@ def create_app(settings: ServeSettings) -> FastAPI:
 
     @app.middleware("http")
     async def guard(request: Request, call_next):
-        started, endpoint = time.perf_counter(), request.url.path
+        # Unknown paths share one label: a client must not be able to grow the metrics without bound.
+        started, endpoint = time.perf_counter(), request.url.path if request.url.path in ROUTES else "other"
         if settings.api_key:
             given = request.headers.get("authorization", "").removeprefix("Bearer ").strip()
             if not hmac.compare_digest(given.encode(), settings.api_key.encode()):

@@ -10,6 +10,7 @@ from factory.integrations.resources import Embedder
 from factory.integrations.storage import FactoryStorage
 from factory.lib.files import atomic_dir, read_jsonl, write_json, write_jsonl
 from factory.lib.gates import GateConfig, apply_gates
+from factory.lib.pii import scrub_rows
 from factory.lib.schemas import ExampleSchema, accepted_table_problems
 
 
@@ -19,20 +20,27 @@ class GatesConfig(dg.Config):
     semantic_duplicate_threshold: float = Field(default=0.97, description="cosine between rows of different families")
     semantic_leakage_threshold: float = Field(default=0.97, description="cosine to any eval row")
     use_embeddings: bool = Field(default=True, description="run the semantic gates (MiniLM by default)")
+    scrub_pii: bool = Field(default=True, description="replace emails, phone and card numbers, IBANs, IPs and keys in "
+                                                      "seed and generated rows by <KIND>, as the request log does; "
+                                                      "the kinds found stay on the row")
 
 
 @dg.asset(partitions_def=dataset_versions, automation_condition=AFTER_UPSTREAM, deps=["seed_examples", "generated_examples", "eval_sets"], kinds={"jsonl"})
 def accepted_examples(
     context: dg.AssetExecutionContext, config: GatesConfig, storage: FactoryStorage, embedder: Embedder
 ) -> dg.MaterializeResult:
-    """Seed and generated rows that passed every quality gate; rejected.jsonl keeps the rest with the gate and reason."""
+    """Seed and generated rows, PII scrubbed, that passed every quality gate; rejected.jsonl keeps the rest with the
+    gate and reason."""
     key = context.partition_key
     task = storage.task_for(key)
     candidates = read_jsonl(storage.asset_dir(key, "seed_examples") / "seeds.jsonl")
     candidates += read_jsonl(storage.asset_dir(key, "generated_examples") / "generated.jsonl")
     eval_dir = storage.asset_dir(key, "eval_sets")
     eval_texts = [row["text"] for path in sorted(eval_dir.glob("*.jsonl")) for row in read_jsonl(path)]
-    gate_config = GateConfig(**config.model_dump(exclude={"use_embeddings"}))
+    pii_rows = []
+    if config.scrub_pii:
+        candidates, pii_rows = scrub_rows(candidates)
+    gate_config = GateConfig(**config.model_dump(exclude={"use_embeddings", "scrub_pii"}))
     embeddings = eval_embeddings = None
     if config.use_embeddings:
         # One call, so the model loads once.
@@ -45,13 +53,16 @@ def accepted_examples(
         write_jsonl(scratch / "rejected.jsonl", rejected)
         write_jsonl(scratch / "accepted.jsonl", accepted)
         write_json(scratch / "summary.json", {"input": len(candidates), "accepted": len(accepted),
-                                               "rejected_by_gate": dict(Counter(r["gate"] for r in rejected))})
+                                               "rejected_by_gate": dict(Counter(r["gate"] for r in rejected)),
+                                               "pii_scrubbed_rows": len(pii_rows)})
     path = folder / "accepted.jsonl"
     return dg.MaterializeResult(metadata={
         **table_metadata(accepted, ExampleSchema, path),
         "input_rows": len(candidates),
         "rejected_rows": len(rejected),
         "rejected_by_gate": dg.MetadataValue.json(dict(Counter(r["gate"] for r in rejected))),
+        "pii_scrubbed_rows": len(pii_rows),
+        "pii_kinds": dg.MetadataValue.json(dict(Counter(k for r in pii_rows for k in r["kinds"]))),
     })
 
 
