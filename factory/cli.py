@@ -102,8 +102,11 @@ def print_summary(key: str, seconds: float) -> None:
 
 
 def cmd_demo(args) -> int:
+    from factory.lib.task import load_task
+
     key = new_version(args.task)
-    print(f"dataset version {key}: materialising every stage with recipe '{args.recipe}'", flush=True)
+    recipe = args.recipe or load_task(data_root() / "tasks" / args.task).recipe
+    print(f"dataset version {key}: materialising every stage with recipe '{recipe}'", flush=True)
     code = run_version(key, run_config(args.recipe, args.config))
     # The demo's job is to show the whole loop: a gate that keeps the model from release is a result, not an error.
     return 0 if code == 3 else code
@@ -178,14 +181,14 @@ def parser() -> argparse.ArgumentParser:
 
     demo = sub.add_parser("demo", help="new version of a task, every stage, then the comparison table")
     demo.add_argument("--task", default="support_email")
-    demo.add_argument("--recipe", default="default", help="recipe under factory/recipes/ or a YAML path")
+    demo.add_argument("--recipe", help="recipe under factory/recipes/ or a YAML path (default: the task's `recipe`)")
     demo.add_argument("--config", help="YAML run config: per-asset settings, e.g. ops: {eval_report: {config: {hf_limit: 0}}}")
     demo.set_defaults(func=cmd_demo)
 
     run = sub.add_parser("run", help="materialise every stage for an existing dataset version; exit 3 when a gate fails")
     run.add_argument("version", help="e.g. support_email.v2")
     run.add_argument("--recipe", help="recipe under factory/recipes/ or a YAML path (default: the version's own, "
-                                      "`default` for a new one)")
+                                      "else its predecessor's, else the task's `recipe`)")
     run.add_argument("--config", help="YAML run config: per-asset settings, e.g. ops: {eval_report: {config: {hf_limit: 0}}}")
     run.set_defaults(func=cmd_run)
 

@@ -23,7 +23,8 @@ def test_seed_examples_called_directly_writes_the_version_snapshot(resources, da
 
 
 def test_dataset_chain_materialises_one_partition(resources, data_root, instance):
-    result = dg.materialize(CHAIN, partition_key="tiny.v1", resources=resources, instance=instance)
+    one_variant = {"ops": {"generated_examples": {"config": {"variants_per_seed": 1}}}}
+    result = dg.materialize(CHAIN, partition_key="tiny.v1", resources=resources, instance=instance, run_config=one_variant)
     assert result.success
     version = data_root / "versions" / "tiny.v1"
     accepted = read_jsonl(version / "accepted_examples" / "accepted.jsonl")

@@ -83,10 +83,11 @@ def new_version_sensor(context: dg.SensorEvaluationContext, storage: FactoryStor
 
 
 @dg.schedule(job=factory_pipeline, cron_schedule="0 2 * * *", execution_timezone="UTC",
-             default_status=dg.DefaultScheduleStatus.STOPPED)
+             default_status=dg.DefaultScheduleStatus.RUNNING)
 def nightly_retrain(context: dg.ScheduleEvaluationContext) -> list[dg.RunRequest]:
     """Every night, the latest version of each task retrained with its recipe; the run key holds the date, so a retried
-    tick starts nothing twice. Turn it on in the UI (Automation) or with `dagster schedule start nightly_retrain`."""
+    tick starts nothing twice. It runs whenever the daemon does (`make ui`); stop it in the UI (Automation) or with
+    `dagster schedule stop nightly_retrain`."""
     latest: dict[str, tuple[int, str]] = {}
     for key in context.instance.get_dynamic_partitions(dataset_versions.name):
         task, number = parse_version_key(key)

@@ -79,6 +79,8 @@ class TaskSpec(BaseModel):
     fallback_label: str | None = Field(None, description="classification: the label for out-of-scope inputs; answers "
                                                          "below `abstain_below` confidence become it")
     abstain_below: float = Field(0.0, ge=0.0, le=1.0, description="confidence under which the served path abstains")
+    recipe: str = Field("default", description="the recipe (under factory/recipes/ or a YAML path) a first version "
+                                               "trains with; later versions keep their predecessor's")
     files: TaskFiles = TaskFiles()
     production: ProductionSpec = ProductionSpec()
     folder: Path = Field(Path("."), exclude=True)

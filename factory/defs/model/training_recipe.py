@@ -14,7 +14,7 @@ from factory.lib.versions import parse_version_key, version_key
 
 class RecipeConfig(dg.Config):
     recipe: str = Field(default="", description="a recipe under factory/recipes/ or a YAML path; empty: the one this "
-                                                "version already uses, else the previous version's, else `default`")
+                                                "version already uses, else the previous version's, else the task's")
 
 
 @dg.asset(partitions_def=dataset_versions, automation_condition=ON_NEW_VERSION, kinds={"yaml"})
@@ -33,10 +33,11 @@ def training_recipe(context: dg.AssetExecutionContext, config: RecipeConfig, sto
 
 
 def _inherited_recipe(storage: FactoryStorage, key: str) -> str:
-    """The recipe this version last used, else the nearest earlier version's: a retrain keeps what won."""
+    """The recipe this version last used, else the nearest earlier version's (a retrain keeps what won), else the one
+    the task names."""
     task, number = parse_version_key(key)
     for n in range(number, 0, -1):
         source = storage.asset_dir(version_key(task, n), "training_recipe") / "source.json"
         if source.exists():
             return json.loads(source.read_text())["recipe"]
-    return "default"
+    return storage.task_for(key).recipe
