@@ -136,6 +136,7 @@ def create_app(settings: ServeSettings) -> FastAPI:
     task = load_task(settings.data_root / "tasks" / settings.task)
     labels = set(task.contract.labels or {})
     slot = ModelSlot(settings, task)
+    scrub("warm-up")  # Presidio builds its engines on first use (~4 s): here, not on the first request
     log = RequestLog(settings.data_root / "traffic" / settings.task / "logs", max_bytes=settings.log_max_bytes)
     registry = CollectorRegistry()
     metrics = _metrics(registry)
