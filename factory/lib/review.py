@@ -113,7 +113,7 @@ def assign_splits(reviewed: list[dict], previous: dict[str, str], eval_size: int
     """Each reviewed row as an example with its split: rows keep the split they were first given; a new row fills the
     production eval set up to `eval_size` first and becomes a training seed only beyond it. A near-duplicate of a
     training row, or a text already in a split, goes where that copy is, so no text is in both."""
-    splits = {rid: split for rid, split in previous.items()}
+    splits = dict(previous)
     by_text = {}
     for row in reviewed:
         if row["request_id"] in splits:

@@ -35,8 +35,8 @@ def review_queue(context: dg.AssetExecutionContext, config: ReviewConfig, storag
     train = (read_jsonl(storage.asset_dir(champion["dagster.partition"], "dataset_splits") / "train.jsonl")
              if champion else [])
     baseline, best = None, None
-    encoder = embedder.load()
-    if train and requests:
+    if train and requests:  # candidates come from requests, so the near-duplicate pass below runs only in this case
+        encoder = embedder.load()
         report = json.loads((storage.asset_dir(champion["dagster.partition"], "eval_report") / "report.json").read_text())
         best = report.get("best_baseline") if report.get("best_baseline") in ("tfidf_logreg", "minilm_logreg") else "minilm_logreg"
         train_embeddings = embedder.encode([r["text"] for r in train], encoder)
