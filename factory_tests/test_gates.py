@@ -1,7 +1,8 @@
 import numpy as np
 
 from factory.lib.contracts import ClassificationContract
-from factory.lib.gates import GateConfig, apply_gates, normalize
+from factory.lib.gates import GateConfig, apply_gates
+from factory.lib.near_dups import normalize
 
 CONTRACT = ClassificationContract(labels={"billing": "", "shipping": ""})
 PROMPT = "Classify the customer message into billing or shipping and reply with the label only."
@@ -77,3 +78,63 @@ def test_variants_of_a_leaked_row_are_rejected_with_it():
     assert [r["id"] for r in accepted] == ["r2"]
     assert {r["id"]: r["gate"] for r in rejected} == {"r0": "eval_leakage", "r1": "eval_leakage"}
     assert "derived from r0" in next(r["reason"] for r in rejected if r["id"] == "r1")
+
+
+def test_a_near_copy_of_an_eval_row_is_a_leak_and_a_paraphrase_is_not():
+    eval_texts = ["My card was charged twice for the same order last Tuesday, please fix it"]
+    candidates = [row(0, "my card was charged TWICE for the same order last tuesday - please fix this"),
+                  row(1, "Two identical payments were taken from my account for one purchase")]
+    accepted, rejected = apply_gates(candidates, CONTRACT, eval_texts, PROMPT)
+    assert [r["id"] for r in accepted] == ["r1"]
+    assert gate_of(rejected, "r0") == "eval_leakage" and "near copy" in rejected[0]["reason"]
+    # The threshold is the gate: at Jaccard 0.99 the edited copy passes.
+    accepted, _ = apply_gates(candidates, CONTRACT, eval_texts, PROMPT, GateConfig(near_duplicate_threshold=0.99))
+    assert [r["id"] for r in accepted] == ["r0", "r1"]
+
+
+def test_near_copies_and_variants_share_a_cluster_and_others_do_not():
+    candidates = [row(0, "The parcel with my new thermostat never arrived at my home address"),
+                  row(1, "the parcel with my new thermostat never arrived at my home address!!", target="billing"),
+                  row(2, "From: x\n\nSomething else entirely about invoices", parent_id="r3"),
+                  row(3, "Something else entirely about invoices here"),
+                  row(4, "Please update the card on file for my subscription")]
+    accepted, rejected = apply_gates(candidates, CONTRACT, [], PROMPT)
+    # r1 is the same normalised text as r0: an exact duplicate, rejected.
+    assert gate_of(rejected, "r1") == "exact_duplicate"
+    cluster = {r["id"]: r["cluster"] for r in accepted}
+    assert cluster == {"r0": "r0", "r2": "r2", "r3": "r2", "r4": "r4"}
+
+
+def test_trivial_rows_and_token_lengths_are_rejected():
+    candidates = [row(0, "12345 678 90"), row(1, "billing billing"), row(2, "A perfectly normal question about an invoice"),
+                  row(3, "word " * 30)]
+    accepted, rejected = apply_gates(candidates, CONTRACT, [], PROMPT, GateConfig(max_input_tokens=20),
+                                     count_tokens=lambda text: len(text.split()))
+    assert [r["id"] for r in accepted] == ["r2"]
+    assert {r["id"]: r["gate"] for r in rejected} == {"r0": "trivial", "r1": "trivial", "r3": "trivial"}
+    candidates[3] = row(3, " ".join(f"word{i}" for i in range(30)))
+    _, rejected = apply_gates(candidates, CONTRACT, [], PROMPT, GateConfig(max_input_tokens=20),
+                              count_tokens=lambda text: len(text.split()))
+    assert gate_of(rejected, "r3") == "length" and "30 tokens" in rejected[-1]["reason"]
+
+
+def test_quotas_trim_generated_rows_of_a_crowded_label_never_seeds():
+    candidates = [row(i, f"seed question number {i} about a charge") for i in range(3)]
+    candidates += [row(10 + i, f"generated question variant {i} about a fee", source="teacher") for i in range(5)]
+    candidates += [row(20 + i, f"where is parcel number {i} going today", target="shipping") for i in range(2)]
+    accepted, rejected = apply_gates(candidates, CONTRACT, [], PROMPT, GateConfig(max_label_share=0.5))
+    trimmed = [r for r in rejected if r["gate"] == "quota"]
+    # 10 rows, at most 5 billing: three of the eight go, the last generated ones, never a seed.
+    assert [r["id"] for r in trimmed] == ["r12", "r13", "r14"]
+    assert [r["id"] for r in accepted if r["target"] == "billing"] == ["r0", "r1", "r2", "r10", "r11"]
+    assert len(accepted) + len(rejected) == len(candidates)
+    accepted, rejected = apply_gates(candidates, CONTRACT, [], PROMPT)
+    assert not rejected
+
+
+def test_label_shortfalls_name_what_the_next_plan_must_fill():
+    from factory.lib.gates import label_shortfalls
+
+    rows = [{"target": "billing"}] * 9 + [{"target": "shipping"}]
+    assert label_shortfalls(rows, ["billing", "shipping", "refunds"], 0.2) == {"shipping": 1, "refunds": 2}
+    assert label_shortfalls(rows, ["billing", "shipping"], 0.0) == {}

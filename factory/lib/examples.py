@@ -28,7 +28,10 @@ def load_examples(path: str | Path, contract: Contract, source: str) -> list[dic
         except ContractError as exc:
             raise DataError(path, str(exc), line=line, field=contract.target_field) from None
         seen[row_id] = line
-        row = {"id": row_id, "text": text, "target": target, "source": source}
+        row_source = raw.get("source", source)  # the importer marks historical labels "import": the mislabel gate checks them
+        if not isinstance(row_source, str) or not row_source.strip():
+            raise DataError(path, f"source must be a non-empty string, got {row_source!r}", line=line, field="source")
+        row = {"id": row_id, "text": text, "target": target, "source": row_source}
         if "critical" in raw:  # golden rows a release must never get wrong
             if not isinstance(raw["critical"], bool):
                 raise DataError(path, f"critical must be true or false, got {raw['critical']!r}", line=line, field="critical")

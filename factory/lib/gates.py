@@ -4,13 +4,16 @@ accepted + rejected always equals the input; each rejection names its gate and r
 """
 from __future__ import annotations
 
-import re
-import unicodedata
+from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 
 from factory.lib.contracts import Contract, ContractError
+from factory.lib.near_dups import NearCopyIndex, clusters, normalize, semantic_neighbours
+
+HUMAN_SOURCES = frozenset({"seed", "import", "production"})  # rows a person wrote or labelled: quotas never trim them
 
 
 @dataclass(frozen=True)
@@ -21,28 +24,17 @@ class GateConfig:
     # the training rows as paraphrases of test rows; from 0.97 up they are near-copies (4%).
     semantic_duplicate_threshold: float = 0.97  # only across different parent families
     semantic_leakage_threshold: float = 0.97  # to any eval row
+    # Jaccard of character 5-grams: 0.8 is a copy with a few words changed (a near copy, not a paraphrase).
+    near_duplicate_threshold: float = 0.8
     leak_shingle_words: int = 6
-
-
-def normalize(text: str) -> str:
-    """Case, accents, punctuation and spacing folded: what 'the same text' means for exact gates."""
-    text = unicodedata.normalize("NFKC", text).casefold()
-    text = re.sub(r"[^\w\s]", " ", text)
-    return re.sub(r"\s+", " ", text).strip()
+    min_words: int = 2  # fewer distinct words: trivial
+    max_input_tokens: int = 1024  # with the base model's tokenizer, when one is given
+    max_label_share: float = 1.0  # generated rows of a label above this share of all rows are trimmed
 
 
 def _shingles(text: str, size: int) -> set[str]:
     words = normalize(text).split()
     return {" ".join(words[i : i + size]) for i in range(len(words) - size + 1)}
-
-
-def _neighbours(query: np.ndarray, corpus: np.ndarray, threshold: float, chunk: int = 2048) -> list[np.ndarray]:
-    """Indices in corpus with cosine >= threshold for each query row, in chunks (no n x n matrix)."""
-    out: list[np.ndarray] = []
-    for start in range(0, len(query), chunk):
-        sims = query[start : start + chunk] @ corpus.T
-        out.extend(np.nonzero(row >= threshold)[0] for row in sims)
-    return out
 
 
 def apply_gates(
@@ -53,32 +45,40 @@ def apply_gates(
     config: GateConfig = GateConfig(),
     embeddings: np.ndarray | None = None,
     eval_embeddings: np.ndarray | None = None,
+    count_tokens: Callable[[str], int] | None = None,
 ) -> tuple[list[dict], list[dict]]:
-    """Return (accepted, rejected). Embeddings, when given, are L2-normalised and row-aligned."""
+    """Return (accepted, rejected). Embeddings, when given, are L2-normalised and row-aligned. Accepted rows carry
+    `cluster`: rows linked by near copies or parentage share it, so a split keeps them on one side."""
     eval_norm = {normalize(t) for t in eval_texts}
     prompt_shingles = _shingles(system_prompt, config.leak_shingle_words)
+    label_texts = {normalize(label) for label in getattr(contract, "labels", ())}
+    texts = [row.get("text") if isinstance(row.get("text"), str) else "" for row in candidates]
     targets_by_text: dict[str, set[str]] = {}
-    for row in candidates:
-        if isinstance(row.get("text"), str):
-            targets_by_text.setdefault(normalize(row["text"]), set()).add(str(row.get("target")))
+    for row, text in zip(candidates, texts):
+        targets_by_text.setdefault(normalize(text), set()).add(str(row.get("target")))
 
+    eval_copies = NearCopyIndex(eval_texts, config.near_duplicate_threshold).query(texts) if eval_texts else None
     leak_hits = duplicate_hits = None
     if embeddings is not None and len(candidates):
         if eval_embeddings is not None and len(eval_embeddings):
-            leak_hits = _neighbours(embeddings, eval_embeddings, config.semantic_leakage_threshold)
-        duplicate_hits = _neighbours(embeddings, embeddings, config.semantic_duplicate_threshold)
+            leak_hits = semantic_neighbours(embeddings, eval_embeddings, config.semantic_leakage_threshold)
+        duplicate_hits = semantic_neighbours(embeddings, embeddings, config.semantic_duplicate_threshold, skip_self=True)
 
     # A leaked row leaks its whole family: variants of an eval row are eval rows in disguise.
     leaked: dict[int, str] = {}
-    for i, row in enumerate(candidates):
-        if isinstance(row.get("text"), str) and normalize(row["text"]) in eval_norm:
+    for i, text in enumerate(texts):
+        if text and normalize(text) in eval_norm:
             leaked[i] = "the same text is in an eval set"
+        elif eval_copies is not None and eval_copies[i]:
+            leaked[i] = (f"a near copy of an eval row (character 5-gram Jaccard >= {config.near_duplicate_threshold}): "
+                         f"{eval_texts[eval_copies[i][0]][:80]!r}")
         elif leak_hits is not None and len(leak_hits[i]):
             leaked[i] = f"semantically equal to an eval row (cosine >= {config.semantic_leakage_threshold})"
     leaked_ids = {candidates[i].get("id") for i in leaked}
 
-    accepted, rejected = [], []
-    accepted_index: set[int] = set()
+    accepted_index: list[int] = []
+    accepted_set: set[int] = set()
+    rejected: list[dict] = []
     first_with_text: dict[str, str] = {}
 
     def reject(row: dict, gate: str, reason: str, **extra) -> None:
@@ -89,6 +89,9 @@ def apply_gates(
         if not isinstance(text, str) or not text.strip() or not isinstance(target, str) or not target:
             reject(row, "schema", "text and target must be non-empty strings")
             continue
+        if "\x00" in text:
+            reject(row, "schema", "text contains a NUL byte")
+            continue
         try:
             contract.canonical(target)
         except ContractError as exc:
@@ -97,10 +100,16 @@ def apply_gates(
         if not config.min_chars <= len(text) <= config.max_chars:
             reject(row, "length", f"{len(text)} characters, outside [{config.min_chars}, {config.max_chars}]")
             continue
+        key = normalize(text)
+        if not any(ch.isalpha() for ch in key) or len(set(key.split())) < config.min_words or key in label_texts:
+            reject(row, "trivial", f"fewer than {config.min_words} distinct words, no letters, or a label name")
+            continue
+        if count_tokens is not None and (tokens := count_tokens(text)) > config.max_input_tokens:
+            reject(row, "length", f"{tokens} tokens with the base model's tokenizer, over {config.max_input_tokens}")
+            continue
         if prompt_shingles & _shingles(text, config.leak_shingle_words):
             reject(row, "leaked_instructions", "contains a passage of the system prompt")
             continue
-        key = normalize(text)
         if len(targets_by_text[key]) > 1:
             reject(row, "label_conflict", f"the same text carries targets {sorted(targets_by_text[key])}")
             continue
@@ -116,7 +125,7 @@ def apply_gates(
         if duplicate_hits is not None:
             family = row.get("parent_id") or row["id"]
             twin = next(
-                (j for j in duplicate_hits[i] if j in accepted_index and (candidates[j].get("parent_id") or candidates[j]["id"]) != family),
+                (j for j in duplicate_hits[i] if j in accepted_set and (candidates[j].get("parent_id") or candidates[j]["id"]) != family),
                 None,
             )
             if twin is not None:
@@ -124,6 +133,48 @@ def apply_gates(
                        duplicate_of=candidates[twin]["id"])
                 continue
         first_with_text[key] = row["id"]
-        accepted_index.add(i)
-        accepted.append(row)
-    return accepted, rejected
+        accepted_set.add(i)
+        accepted_index.append(i)
+    accepted = [candidates[i] for i in accepted_index]
+    accepted, trimmed = apply_quotas(accepted, config.max_label_share)
+    rejected += trimmed
+    return with_clusters(accepted, config.near_duplicate_threshold), rejected
+
+
+def with_clusters(rows: list[dict], threshold: float) -> list[dict]:
+    """Each row with `cluster`: the smallest id among the rows linked to it by near copies or parentage."""
+    position = {row["id"]: i for i, row in enumerate(rows)}
+    pairs = NearCopyIndex([row["text"] for row in rows], threshold).pairs() if rows else []
+    pairs += [(position[row["parent_id"]], i) for i, row in enumerate(rows) if row.get("parent_id") in position]
+    labels = clusters(len(rows), pairs)
+    smallest: dict[int, str] = {}
+    for row, label in zip(rows, labels):
+        smallest[label] = min(smallest.get(label, row["id"]), row["id"])
+    return [{**row, "cluster": smallest[label]} for row, label in zip(rows, labels)]
+
+
+def apply_quotas(rows: list[dict], max_share: float) -> tuple[list[dict], list[dict]]:
+    """Trim generated rows of labels over `max_share` of all rows (the last ones first); rows people wrote stay."""
+    if max_share >= 1.0 or not rows:
+        return rows, []
+    cap = max(1, int(max_share * len(rows)))
+    counts = Counter(row["target"] for row in rows)
+    drop: set[int] = set()
+    for label, count in counts.items():
+        excess = count - cap
+        for i in reversed(range(len(rows))):
+            if excess <= 0:
+                break
+            if rows[i]["target"] == label and rows[i].get("source") not in HUMAN_SOURCES:
+                drop.add(i)
+                excess -= 1
+    trimmed = [{**rows[i], "gate": "quota", "reason": f"label {rows[i]['target']!r} over {max_share:.0%} of the rows"}
+               for i in sorted(drop)]
+    return [row for i, row in enumerate(rows) if i not in drop], trimmed
+
+
+def label_shortfalls(rows: list[dict], labels, min_share: float) -> dict[str, int]:
+    """Rows each label lacks to reach `min_share` of all rows: what the next generation plan asks the teacher for."""
+    counts = Counter(row["target"] for row in rows)
+    need = int(np.ceil(min_share * len(rows)))
+    return {label: need - counts[label] for label in labels if counts[label] < need}

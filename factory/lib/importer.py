@@ -246,12 +246,12 @@ def import_task(source: str | Path, name: str, tasks_dir: str | Path, options: I
     except ContractError as exc:
         raise DataError(source, str(exc), field=options.label_field) from None
 
-    def clean(part: list[dict]) -> list[dict]:
-        return [{"id": r["id"], "text": r["text"], "label": r["label"]} for r in part]
+    def clean(part: list[dict], **extra) -> list[dict]:
+        return [{"id": r["id"], "text": r["text"], "label": r["label"], **extra} for r in part]
 
     with atomic_dir(folder) as scratch:
         write_jsonl(scratch / "import_rejected.jsonl", rejected)
-        write_jsonl(scratch / "seeds.jsonl", clean(seeds))
+        write_jsonl(scratch / "seeds.jsonl", clean(seeds, source="import"))
         for split_name, part in (("dev", dev), ("test", test), ("golden", golden), ("adversarial", [])):
             write_jsonl(scratch / "eval" / f"{split_name}.jsonl", clean(part))
         spec = {

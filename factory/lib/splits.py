@@ -1,4 +1,5 @@
-"""Seeded, stratified train/validation splits that keep a row's family (seed + its variants) together."""
+"""Seeded, stratified train/validation splits that keep a row's cluster (a seed, its variants and its near copies)
+together."""
 from __future__ import annotations
 
 from collections import Counter
@@ -10,7 +11,7 @@ def split_examples(rows: list[dict], validation_fraction: float, seed: int, stra
     """Return rows with a `split` column; same rows and seed give the same split."""
     families: dict[str, list[dict]] = {}
     for row in sorted(rows, key=lambda r: r["id"]):
-        families.setdefault(row.get("parent_id") or row["id"], []).append(row)
+        families.setdefault(row.get("cluster") or row.get("parent_id") or row["id"], []).append(row)
     keys = sorted(families)
     strata = [stratum(families[k][0]) for k in keys]
     counts = Counter(strata)

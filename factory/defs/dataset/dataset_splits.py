@@ -19,7 +19,8 @@ class SplitConfig(dg.Config):
 
 @dg.asset(partitions_def=dataset_versions, automation_condition=AFTER_UPSTREAM, deps=["accepted_examples"], kinds={"jsonl"})
 def dataset_splits(context: dg.AssetExecutionContext, config: SplitConfig, storage: FactoryStorage) -> dg.MaterializeResult:
-    """Train and validation rows: seeded, stratified by target, a seed and its variants always on one side."""
+    """Train and validation rows: seeded, stratified by target, a near-duplicate cluster (a seed, its variants and near
+    copies) always on one side."""
     key = context.partition_key
     task = storage.task_for(key)
     rows = read_jsonl(storage.asset_dir(key, "accepted_examples") / "accepted.jsonl")
