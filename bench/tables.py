@@ -130,6 +130,21 @@ def serve_load(result: dict) -> str:
     return "\n".join(lines)
 
 
+def pii_recall(result: dict) -> str:
+    """Found: the planted string is gone and its kind reported; exact: only it was replaced, by its own placeholder."""
+    s = result["scrubber"]
+    lines = [f"{result['per_kind']} planted sentences a kind, {result['negatives']} look-alikes ({result['negatives_flagged']} "
+             f"flagged), seed {result['seed']}; presidio-analyzer {s['presidio_analyzer']}, phone regions "
+             f"{', '.join(s['phone_regions'])}, no spaCy model; commit {result['commit']}, {result['date']}.", "",
+             "| kind | planted | found | recall | exact | false positives | spurious |", "|---|---|---|---|---|---|---|"]
+    for kind, m in result["kinds"].items():
+        lines.append(f"| {kind} | {m['planted']} | {m['found']} | {fmt(m['recall'])} | {m['exact']} | {m['false_positives']} | "
+                     f"{m['spurious']} |")
+    below = ", ".join(result["pattern_kinds_below_target"]) or "none"
+    lines += ["", f"Pattern kinds below recall {result['target_recall']}: {below}."]
+    return "\n".join(lines)
+
+
 def learning_curve(results: list[dict]) -> str:
     """One line per fine-tuned quality run, by training rows: what more data buys against the baselines.
     "same rows": the baseline refit on the fine-tune's own training split (absent from older results)."""
@@ -162,7 +177,7 @@ def main() -> None:
         result = json.loads(path.read_text())
         results.append(result)
         renderers = {"quality": quality, "inference": inference, "run_cost": run_cost, "training_step": training_step,
-                     "install": install, "qlora_cuda": qlora_cuda, "serve_load": serve_load}
+                     "install": install, "qlora_cuda": qlora_cuda, "serve_load": serve_load, "pii_recall": pii_recall}
         render = next(fn for prefix, fn in renderers.items() if result["benchmark"].startswith(prefix))
         m = result["machine"]
         family = f" (family {m['cpu_family']} model {m['cpu_model']})" if m.get("cpu_family") else ""  # older results lack it

@@ -8,10 +8,11 @@ from factory.defs.dataset.accepted_examples import accepted_examples, accepted_e
 from factory.defs.dataset.dataset_splits import dataset_splits
 from factory.defs.dataset.eval_sets import eval_sets
 from factory.defs.dataset.generated_examples import generated_examples
+from factory.defs.dataset.judged_examples import judged_examples
 from factory.defs.dataset.seed_examples import seed_examples
 from factory.lib.files import read_jsonl
 
-CHAIN = [eval_sets, seed_examples, generated_examples, accepted_examples, accepted_examples_hold, dataset_splits]
+CHAIN = [eval_sets, seed_examples, generated_examples, judged_examples, accepted_examples, accepted_examples_hold, dataset_splits]
 
 
 def test_seed_examples_called_directly_writes_the_version_snapshot(resources, data_root):
@@ -34,6 +35,14 @@ def test_dataset_chain_materialises_one_partition(resources, data_root, instance
     assert sorted(r["id"] for r in splits) == sorted(r["id"] for r in accepted)
     checks = result.get_asset_check_evaluations()
     assert [(c.check_name, c.passed) for c in checks] == [("accepted_examples_hold", True)]
+    from datasets import load_from_disk
+
+    hf = load_from_disk(str(version / "dataset_splits" / "hf"))
+    assert {name: hf[name].num_rows for name in hf} == {name: len(read_jsonl(version / "dataset_splits" / f"{name}.jsonl"))
+                                                          for name in ("train", "validation")}
+    assert set(hf["train"]["id"]) == {r["id"] for r in read_jsonl(version / "dataset_splits" / "train.jsonl")}
+    card = (version / "dataset_splits" / "README.md").read_text()
+    assert "# tiny.v1" in card and "| billing |" in card and f"{len(accepted) + len(rejected)} candidate rows" in card
 
 
 def test_failed_blocking_check_stops_the_splits(resources, data_root, tiny_task, instance):
@@ -120,7 +129,7 @@ def test_pii_in_seeds_is_scrubbed_before_training_unless_turned_off(resources, d
     seeds[0]["text"] = "I was charged twice, card 4111 1111 1111 1111, mail me at ann@example.org"
     (tiny_task / "seeds.jsonl").write_text("".join(json.dumps(r) + "\n" for r in seeds))
     config = {"ops": {"accepted_examples": {"config": {"scrub_pii": scrub, "use_embeddings": False}}}}
-    result = dg.materialize(CHAIN[:4], partition_key="tiny.v1", resources=resources, instance=instance, run_config=config)
+    result = dg.materialize(CHAIN[:5], partition_key="tiny.v1", resources=resources, instance=instance, run_config=config)
     rows = {r["id"]: r for r in read_jsonl(data_root / "versions" / "tiny.v1" / "accepted_examples" / "accepted.jsonl")}
     metadata = result.asset_materializations_for_node("accepted_examples")[0].metadata
     if scrub:

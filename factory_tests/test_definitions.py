@@ -3,7 +3,7 @@ import dagster as dg
 
 from factory.definitions import defs
 
-STAGES = ["eval_sets", "seed_examples", "generated_examples", "accepted_examples", "dataset_splits",
+STAGES = ["eval_sets", "seed_examples", "generated_examples", "judged_examples", "accepted_examples", "dataset_splits",
           "baseline_report", "training_recipe", "lora_adapter", "gguf_model", "eval_report", "released_model"]
 
 TRAFFIC = ["production_logs", "review_queue", "reviewed_examples"]

@@ -8,7 +8,7 @@ import pytest
 
 from factory.lib.files import read_jsonl
 
-MATERIALISED = {"eval_sets", "seed_examples", "generated_examples", "accepted_examples", "dataset_splits",
+MATERIALISED = {"eval_sets", "seed_examples", "generated_examples", "judged_examples", "accepted_examples", "dataset_splits",
                 "baseline_report", "training_recipe", "lora_adapter", "gguf_model", "eval_report", "released_model"}
 
 

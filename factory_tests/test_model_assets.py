@@ -79,13 +79,12 @@ def test_a_reference_model_behind_an_openai_compatible_endpoint_is_scored_with_i
 
 
 def test_an_unreachable_reference_endpoint_fails_after_its_retries(data_root):
-    import requests
-
-    from factory.integrations.llm_client import ChatEndpoint
+    from factory.integrations.llm_client import ChatEndpoint, EndpointError
 
     endpoint = ChatEndpoint(base_url="http://127.0.0.1:9/v1", model="x", retries=2, timeout_s=1)
-    with pytest.raises(requests.ConnectionError):
+    with pytest.raises(EndpointError, match="cannot connect.*gave up after 2 tries") as failure:
         endpoint.chat([{"role": "user", "content": "hi"}], max_tokens=4)
+    assert failure.value.attempts == 2
 
 
 @pytest.mark.slow

@@ -21,6 +21,7 @@ JWT = "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.dozjgNry
         ("Ring +33 1 42 68 53 00 after six", "Ring <PHONE_NUMBER> after six"),
         ("Card 4111 1111 1111 1111 was declined", "Card <CREDIT_CARD> was declined"),
         ("Card 4111-1111-1111-1111 was declined", "Card <CREDIT_CARD> was declined"),
+        ("Card 2223 0031 2200 3222 was declined", "Card <CREDIT_CARD> was declined"),  # Mastercard's 2-series
         ("Refund to DE89 3704 0044 0532 0130 00 please", "Refund to <IBAN_CODE> please"),
         ("Refund to GB82WEST12345698765432 please", "Refund to <IBAN_CODE> please"),
         ("Login from 192.168.1.10 failed", "Login from <IP_ADDRESS> failed"),
@@ -32,10 +33,15 @@ JWT = "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.dozjgNry
         ("Authorization: Bearer abcdef1234567890ABCDEF", "Authorization: Bearer <API_KEY>"),
         (f"jwt {JWT} expired", "jwt <API_KEY> expired"),
         ("slack xoxb-123456789012-abcdefghijkl here", "slack <API_KEY> here"),
+        ("stripe sk_live_" + "a1B2" * 6 + " here", "stripe <API_KEY> here"),
+        ("google AIza" + "a1B2c3D4e5" * 3 + "f6G7h here", "google <API_KEY> here"),
+        ("aws_secret_access_key = wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY", "aws_secret_access_key = <API_KEY>"),
+        ("The old header was Bearer abcdef1234567890ABCDEF.", "The old header was Bearer <API_KEY>."),
         ("api_key=9f86d081884c7d659a2feaa0c55ad015", "api_key=<API_KEY>"),
         ('config: api_key = "abcd1234efgh5678"', 'config: api_key = "<API_KEY>"'),
         ("token: 3f2a9c1b7d8e4f60 expired", "token: <API_KEY> expired"),
         ("password='hunter22' did not work", "password='<API_KEY>' did not work"),
+        ("The old one was api_key=9f86d081884c7d659a2feaa0c55ad015.", "The old one was api_key=<API_KEY>."),
     ],
 )
 def test_each_kind_is_replaced_by_its_placeholder(text, expected):
@@ -59,6 +65,7 @@ def test_each_kind_is_replaced_by_its_placeholder(text, expected):
         "My password: forgotten, again",
         "Reset token: 1 hour left",  # a secret after "token:" has 8 characters or more
         "akiaiosfodnn7example",  # AWS key ids are upper case
+        "pk_live_" + "a1B2" * 6,  # Stripe's publishable keys are public
         "Grüße, José — café",
         "",
     ],
@@ -71,6 +78,7 @@ def test_plain_text_is_left_untouched(text):
     "valid, invalid, kind",
     [
         ("4111 1111 1111 1111", "4111 1111 1111 1112", "CREDIT_CARD"),  # last digit breaks the Luhn check
+        ("2223 0031 2200 3222", "2223 0031 2200 3223", "CREDIT_CARD"),
         ("DE89 3704 0044 0532 0130 00", "DE89 3704 0044 0532 0130 01", "IBAN_CODE"),  # breaks the mod-97 check
     ],
 )

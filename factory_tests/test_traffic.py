@@ -128,12 +128,12 @@ def test_a_new_version_starts_its_roots_and_a_failed_gate_blocks_the_release(tra
     # The new versions' roots, and in the same run what follows them up to the first blocking check (dataset_splits
     # waits for it); nothing for tiny.v1.
     assert requested == {name: {"tiny.v2", "tiny.v3"} for name in (
-        "seed_examples", "eval_sets", "training_recipe", "generated_examples", "accepted_examples")}
+        "seed_examples", "eval_sets", "training_recipe", "generated_examples", "judged_examples", "accepted_examples")}
 
     # Everything upstream of the release materialised and its data checks passed; then the release gate fails on
     # tiny.v2 (nothing released), and passes on tiny.v3 (released).
     def materialised(version: str, gate_passed: bool) -> None:
-        for name in ("seed_examples", "eval_sets", "training_recipe", "generated_examples", "accepted_examples",
+        for name in ("seed_examples", "eval_sets", "training_recipe", "generated_examples", "judged_examples", "accepted_examples",
                      "dataset_splits", "baseline_report", "lora_adapter", "gguf_model", "eval_report"):
             traffic_instance.report_runless_asset_event(dg.AssetMaterialization(name, partition=version))
         for asset, check, passed in (("accepted_examples", "accepted_examples_hold", True),

@@ -1,11 +1,61 @@
-"""An OpenAI-compatible chat endpoint (OpenAI, vLLM, Ollama, llama.cpp's server): the larger reference model."""
+"""OpenAI-compatible chat endpoints (OpenAI, vLLM, Ollama, llama.cpp's server): the reference model and the teacher's
+HTTP backend share one client with retries."""
 from __future__ import annotations
 
 import os
+import random
 import time
+from collections.abc import Callable
 
 import dagster as dg
 from pydantic import Field
+
+RETRY_CAP_S = 20.0
+
+
+class EndpointError(RuntimeError):
+    """A request that failed for good: after its retries, or at once when retrying cannot help (4xx)."""
+
+    def __init__(self, message: str, attempts: int):
+        super().__init__(message)
+        self.attempts = attempts
+
+
+def post_chat(base_url: str, body: dict, api_key: str, timeout_s: float, retries: int, backoff_s: float = 0.5,
+              sleep: Callable[[float], None] = time.sleep) -> tuple[dict, int]:
+    """The endpoint's JSON reply and the tries it took. Connection errors, timeouts, 429, 5xx and replies that are
+    not JSON are retried with exponential backoff and full jitter (429's Retry-After is honoured); other 4xx are not."""
+    import requests
+
+    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+    url = f"{base_url.rstrip('/')}/chat/completions"
+    for attempt in range(1, retries + 1):
+        wait = random.uniform(0, min(RETRY_CAP_S, backoff_s * 2 ** attempt))
+        try:
+            reply = requests.post(url, json=body, headers=headers, timeout=timeout_s)
+            if reply.status_code == 429:
+                problem = "HTTP 429 (rate limited)"
+                retry_after = reply.headers.get("Retry-After", "")
+                wait = float(retry_after) if retry_after.replace(".", "", 1).isdigit() else wait
+            elif reply.status_code >= 500:
+                problem = f"HTTP {reply.status_code}"
+            elif reply.status_code >= 400:
+                raise EndpointError(f"HTTP {reply.status_code} from {url}: {reply.text[:200]}", attempt)
+            else:
+                try:
+                    payload = reply.json()
+                    payload["choices"][0]["message"]
+                    return payload, attempt
+                except (ValueError, KeyError, IndexError, TypeError):
+                    problem = f"a reply that is not an OpenAI chat completion: {reply.text[:120]!r}"
+        except requests.Timeout:
+            problem = f"no answer within {timeout_s:g} s"
+        except requests.ConnectionError as exc:
+            problem = f"cannot connect to {url}: {type(exc).__name__}"
+        if attempt == retries:
+            raise EndpointError(f"{problem}; gave up after {retries} tries", attempt)
+        sleep(min(wait, RETRY_CAP_S))
+    raise AssertionError("unreachable")
 
 
 class ChatEndpoint(dg.ConfigurableResource):
@@ -24,28 +74,10 @@ class ChatEndpoint(dg.ConfigurableResource):
         return bool(self.base_url)
 
     def chat(self, messages: list[dict], max_tokens: int) -> tuple[str, dict]:
-        """The answer and the usage the endpoint reports; raises after `retries` failed tries."""
-        import requests
-
-        key = os.environ.get(self.api_key_env, "")
-        headers = {"Authorization": f"Bearer {key}"} if key else {}
+        """The answer and the usage the endpoint reports; raises EndpointError after `retries` failed tries."""
         body = {"model": self.model, "messages": messages, "temperature": 0, "max_tokens": max_tokens}
-        for attempt in range(1, self.retries + 1):
-            try:
-                reply = requests.post(f"{self.base_url.rstrip('/')}/chat/completions", json=body, headers=headers,
-                                      timeout=self.timeout_s)
-                if reply.status_code == 429 or reply.status_code >= 500:
-                    raise requests.HTTPError(f"HTTP {reply.status_code}", response=reply)
-                reply.raise_for_status()
-                payload = reply.json()
-                return payload["choices"][0]["message"]["content"] or "", payload.get("usage", {})
-            except (requests.ConnectionError, requests.Timeout, requests.HTTPError) as exc:
-                retryable = not isinstance(exc, requests.HTTPError) or exc.response is None or \
-                    exc.response.status_code == 429 or exc.response.status_code >= 500
-                if attempt == self.retries or not retryable:
-                    raise
-                time.sleep(min(8.0, 0.5 * 2 ** attempt))
-        raise AssertionError("unreachable")
+        payload, _ = post_chat(self.base_url, body, os.environ.get(self.api_key_env, ""), self.timeout_s, self.retries)
+        return payload["choices"][0]["message"]["content"] or "", payload.get("usage", {})
 
     def cost(self, usage: dict) -> float:
         return (usage.get("prompt_tokens", 0) * self.price_per_1k_input_tokens

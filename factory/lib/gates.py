@@ -87,7 +87,7 @@ def apply_gates(
     for i, row in enumerate(candidates):
         text, target = row.get("text"), row.get("target")
         if not isinstance(text, str) or not text.strip() or not isinstance(target, str) or not target:
-            reject(row, "schema", "text and target must be non-empty strings")
+            reject(row, "schema", row.get("parse_error") or "text and target must be non-empty strings")
             continue
         if "\x00" in text:
             reject(row, "schema", "text contains a NUL byte")
@@ -96,6 +96,9 @@ def apply_gates(
             contract.canonical(target)
         except ContractError as exc:
             reject(row, "contract", str(exc))
+            continue
+        if isinstance(row.get("judge"), dict) and row["judge"].get("passed") is False:
+            reject(row, "judge", row["judge"]["reason"])
             continue
         if not config.min_chars <= len(text) <= config.max_chars:
             reject(row, "length", f"{len(text)} characters, outside [{config.min_chars}, {config.max_chars}]")

@@ -40,7 +40,8 @@ def likely_mislabels(embeddings: np.ndarray, targets: list[str], seed: int = 0, 
     splitter = StratifiedKFold(n_splits=n_folds, shuffle=True, random_state=seed)
     pred_probs = cross_val_predict(LogisticRegression(max_iter=2000, C=10.0), features, labels, cv=splitter,
                                    method="predict_proba")
-    ranked = find_label_issues(labels=labels, pred_probs=pred_probs, return_indices_ranked_by="self_confidence")
+    # n_jobs=1: cleanlab's process pool forks, which deadlocks in a process that already runs threads (torch, Dagster).
+    ranked = find_label_issues(labels=labels, pred_probs=pred_probs, return_indices_ranked_by="self_confidence", n_jobs=1)
     original = np.nonzero(keep)[0]
     return [Suspect(index=int(original[k]), given=judged[labels[k]], suggested=judged[int(pred_probs[k].argmax())],
                     self_confidence=round(float(pred_probs[k, labels[k]]), 4)) for k in ranked]

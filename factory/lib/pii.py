@@ -24,20 +24,29 @@ SCORE_THRESHOLD = 0.4
 # National formats (no "+") are parsed as these regions; each region is one more pass over the text.
 PHONE_REGIONS = ("US", "GB")
 KINDS = ("API_KEY", "CREDIT_CARD", "EMAIL_ADDRESS", "IBAN_CODE", "IP_ADDRESS", "PHONE_NUMBER")
+# Presidio's card pattern with Mastercard's 2-series (2221-2720, issued since 2017) added, which its own lacks.
+# A match still counts only once it passes the Luhn check.
+CARD_PATTERN = (r"\b(?!1\d{12}(?!\d))((4\d{3})|(5[0-5]\d{2})|(222[1-9]|22[3-9]\d|2[3-6]\d{2}|27[01]\d|2720)|(6\d{3})|(1\d{3})"
+                r"|(3\d{3}))[- ]?(\d{3,4})[- ]?(\d{3,4})[- ]?(\d{3,5})\b")
 
 # Presidio matches with the `regex` module and IGNORECASE, so `(?-i:...)` keeps the fixed prefixes case-sensitive.
-_SECRET_WORDS = r"api[_-]?key|apikey|secret|client[_-]?secret|access[_-]?token|auth[_-]?token|token|password|passwd|pwd"
+# "aws_secret_access_key" is spelled out: inside it "secret" has no word boundary before it.
+_SECRET_WORDS = (r"api[_-]?key|apikey|secret|client[_-]?secret|(?:aws[_-]?)?secret[_-]?access[_-]?key|access[_-]?token"
+                 r"|auth[_-]?token|token|password|passwd|pwd")
 API_KEY_PATTERNS = {
     "openai": r"\b(?-i:sk-(?:proj-|svcacct-|admin-|ant-)?[A-Za-z0-9_-]{20,})",
     "github": r"\b(?-i:gh[pousr]_[A-Za-z0-9]{36,}|github_pat_[A-Za-z0-9_]{22,})",
     "aws_access_key_id": r"\b(?-i:(?:AKIA|ASIA)[0-9A-Z]{16})\b",
     "slack": r"\b(?-i:xox[baprs]-[A-Za-z0-9-]{10,})",
+    "stripe": r"\b(?-i:[sr]k_(?:live|test)_[A-Za-z0-9]{16,})",  # secret and restricted keys; publishable pk_ ones are public
+    "google": r"\b(?-i:AIza[A-Za-z0-9_-]{35})(?![A-Za-z0-9_-])",
     "jwt": r"\b(?-i:eyJ[A-Za-z0-9_-]{5,}\.eyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]*)",
-    # Only the token goes: "Bearer <API_KEY>". A digit is required so "Bearer responsibilities" stays.
-    "bearer": r"(?<=\b(?-i:Bearer)\s+)(?=[A-Za-z0-9._~+/-]*\d)[A-Za-z0-9._~+/-]{16,}=*",
+    # Only the token goes: "Bearer <API_KEY>". A digit is required so "Bearer responsibilities" stays; a token does not
+    # end in "." (nor does the value below), so a full stop after it stays.
+    "bearer": r"(?<=\b(?-i:Bearer)\s+)(?=[A-Za-z0-9._~+/-]*\d)[A-Za-z0-9._~+/-]{15,}[A-Za-z0-9_~+/-]=*",
     # "api_key=...", "token: ...", "password='...'": the value only, at least 8 characters with a digit in them,
     # so "password: forgotten" stays.
-    "assigned_secret": rf"(?<=\b(?:{_SECRET_WORDS})[\"']?\s*[:=]\s*[\"']?)(?=[^\s\"',;]*\d)[^\s\"',;]{{8,}}",
+    "assigned_secret": rf"(?<=\b(?:{_SECRET_WORDS})[\"']?\s*[:=]\s*[\"']?)(?=[^\s\"',;]*\d)[^\s\"',;]{{7,}}[^\s\"',;.]",
 }
 
 
@@ -103,7 +112,7 @@ def _engines(spacy_model: str | None):
     recognizers = [
         OfflineEmailRecognizer(),
         PhoneRecognizer(supported_regions=PHONE_REGIONS),
-        CreditCardRecognizer(),
+        CreditCardRecognizer(patterns=[Pattern("card number", CARD_PATTERN, 0.3)]),
         IbanRecognizer(),
         IpRecognizer(),
         PatternRecognizer(

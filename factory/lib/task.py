@@ -10,6 +10,7 @@ from pydantic import BaseModel, Field, ValidationError, model_validator
 from factory.lib.contracts import Contract, ContractError, build_contract
 from factory.lib.errors import DataError
 from factory.lib.prompts import chat_messages
+from factory.lib.teacher import KINDS
 from factory.lib.versions import TASK_NAME_PATTERN, check_task_name
 
 EVAL_SETS = ("dev", "test", "golden", "adversarial")
@@ -67,6 +68,27 @@ class ProductionSpec(BaseModel):
                                                      "next dataset version")
 
 
+class GenerationSpec(BaseModel):
+    """What the teacher is asked for in each new version (used only when a teacher is configured)."""
+
+    rows_per_label: int = Field(0, ge=0, description="teacher rows asked per label; 0: only labels the gates left "
+                                                     "short and the last evaluation's failure clusters")
+    mix: dict[str, float] = Field({"canonical": 0.4, "boundary": 0.2, "near_miss": 0.2, "production_like": 0.2},
+                                  description=f"share of each kind of row: {', '.join(KINDS)} (negative: only with a "
+                                              "fallback_label)")
+    rows_per_request: int = Field(5, ge=1, le=50, description="rows asked for in one request")
+    few_shot: int = Field(3, ge=0, description="seeds of the label shown in each request, chosen with the seed")
+    temperature: float = Field(0.9, ge=0.0, le=2.0)
+    max_tokens: int = Field(800, ge=16, description="per request")
+
+    @model_validator(mode="after")
+    def _known_kinds(self) -> GenerationSpec:
+        unknown = sorted(set(self.mix) - set(KINDS))
+        if unknown:
+            raise ValueError(f"unknown kinds {unknown} in generation.mix; known: {sorted(KINDS)}")
+        return self
+
+
 class TaskSpec(BaseModel):
     name: str = Field(pattern=TASK_NAME_PATTERN, description="lower-case letters, digits, '_' and '-': a folder name")
     description: str = ""
@@ -79,9 +101,13 @@ class TaskSpec(BaseModel):
     fallback_label: str | None = Field(None, description="classification: the label for out-of-scope inputs; answers "
                                                          "below `abstain_below` confidence become it")
     abstain_below: float = Field(0.0, ge=0.0, le=1.0, description="confidence under which the served path abstains")
+    input_style: Literal["email", "chat", "document"] = Field("email", description="what inputs look like; the augmenter "
+                                                              "applies only operations that fit it (mail headers, quoted "
+                                                              "replies, signatures: email only)")
     recipe: str = Field("default", description="the recipe (under factory/recipes/ or a YAML path) a first version "
                                                "trains with; later versions keep their predecessor's")
     files: TaskFiles = TaskFiles()
+    generation: GenerationSpec = GenerationSpec()
     production: ProductionSpec = ProductionSpec()
     folder: Path = Field(Path("."), exclude=True)
 

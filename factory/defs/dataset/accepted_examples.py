@@ -42,17 +42,17 @@ class GatesConfig(dg.Config):
     seed: int = Field(default=0, description="folds of the mislabel classifier")
 
 
-@dg.asset(partitions_def=dataset_versions, automation_condition=AFTER_UPSTREAM, deps=["seed_examples", "generated_examples", "eval_sets"], kinds={"jsonl"})
+@dg.asset(partitions_def=dataset_versions, automation_condition=AFTER_UPSTREAM, deps=["seed_examples", "judged_examples", "eval_sets"], kinds={"jsonl"})
 def accepted_examples(
     context: dg.AssetExecutionContext, config: GatesConfig, storage: FactoryStorage, embedder: Embedder, base_model: BaseModel
 ) -> dg.MaterializeResult:
-    """Seed and generated rows, PII scrubbed, that passed every quality gate; rejected.jsonl keeps the rest with the
+    """Seed and generated (judged) rows, PII scrubbed, that passed every quality gate; rejected.jsonl keeps the rest with the
     gate and reason, mislabels.jsonl the rows whose labels need a person's look."""
     key = context.partition_key
     task = storage.task_for(key)
     contract = task.build_contract()
     candidates = read_jsonl(storage.asset_dir(key, "seed_examples") / "seeds.jsonl")
-    candidates += read_jsonl(storage.asset_dir(key, "generated_examples") / "generated.jsonl")
+    candidates += read_jsonl(storage.asset_dir(key, "judged_examples") / "judged.jsonl")
     eval_dir = storage.asset_dir(key, "eval_sets")
     eval_texts = [row["text"] for path in sorted(eval_dir.glob("*.jsonl")) for row in read_jsonl(path)]
     pii_rows = []
@@ -67,7 +67,7 @@ def accepted_examples(
     accepted, rejected = apply_gates(candidates, contract, eval_texts, task.system_prompt, gate_config, embeddings,
                                      eval_embeddings, count_tokens=base_model.token_counter())
     mislabels = []
-    if embeddings is not None and accepted:
+    if embeddings is not None and any(row.get("source") in config.mislabel_sources for row in accepted):
         accepted, mislabels = _set_aside_mislabels(accepted, candidates, embeddings, config)
         rejected += [{**row, "gate": "likely_mislabel", "reason": f"looks like {row['suggested_label']!r} "
                       f"(confidence in the given label {row['label_confidence']})"} for row in mislabels]
@@ -113,7 +113,7 @@ def accepted_examples_hold(context: dg.AssetCheckExecutionContext, storage: Fact
     folder = storage.asset_dir(key, "accepted_examples")
     accepted, rejected = read_jsonl(folder / "accepted.jsonl"), read_jsonl(folder / "rejected.jsonl")
     expected = len(read_jsonl(storage.asset_dir(key, "seed_examples") / "seeds.jsonl"))
-    expected += len(read_jsonl(storage.asset_dir(key, "generated_examples") / "generated.jsonl"))
+    expected += len(read_jsonl(storage.asset_dir(key, "judged_examples") / "judged.jsonl"))
     labels = getattr(storage.task_for(key).build_contract(), "labels", None)
     problems = accepted_table_problems(accepted, rejected, expected, labels)
     return dg.AssetCheckResult(passed=not problems, metadata={"problems": dg.MetadataValue.json(problems)})
