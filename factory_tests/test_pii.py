@@ -163,6 +163,8 @@ def test_scrub_rows_uses_the_named_field():
     assert report == [{"row": 0, "kinds": ["IP_ADDRESS"]}]
 
 
-def test_scrub_rows_names_the_row_without_text():
-    with pytest.raises(ValueError, match=r"row 1: field 'text' is NoneType"):
-        scrub_rows([{"text": "fine"}, {"input": "no text field"}])
+def test_scrub_rows_passes_rows_without_text_through_for_the_schema_gate():
+    clean, report = scrub_rows([{"text": "mail a@b.org"}, {"input": "no text field"}, {"text": 42}])
+    assert clean == [{"text": "mail <EMAIL_ADDRESS>", "pii": ["EMAIL_ADDRESS"]}, {"input": "no text field", "pii": []},
+                     {"text": 42, "pii": []}]
+    assert report == [{"row": 0, "kinds": ["EMAIL_ADDRESS"]}]

@@ -41,5 +41,7 @@ def resources() -> dg.Definitions:
                  "base_url": os.environ.get("FACTORY_TEACHER_BASE_URL", ""),
                  "model": os.environ.get("FACTORY_TEACHER_MODEL", ""),
                  "gguf": os.environ.get("FACTORY_TEACHER_GGUF", ""),
-                 "structured_output": os.environ.get("FACTORY_TEACHER_STRUCTURED_OUTPUT", "llama_cpp")},
+                 "structured_output": os.environ.get("FACTORY_TEACHER_STRUCTURED_OUTPUT", "llama_cpp"),
+                 "max_concurrency": int(os.environ.get("FACTORY_TEACHER_MAX_CONCURRENCY", "4")),
+                 "timeout_s": float(os.environ.get("FACTORY_TEACHER_TIMEOUT_S", "120"))},
     ))

@@ -127,7 +127,7 @@ class Teacher(dg.ConfigurableResource):
                           schema=sampling.json_schema)
 
     def _cache_path(self, key: str) -> Path:
-        return self.storage.cache_dir() / "teacher" / key[:2] / f"{key}.json"
+        return self.storage.root / "teacher_cache" / key[:2] / f"{key}.json"
 
     def _cached(self, key: str) -> Completion | None:
         path = self._cache_path(key)

@@ -47,16 +47,27 @@ def write_jsonl(path: str | Path, rows: Iterable[dict]) -> Path:
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
     with tmp.open("w", encoding="utf-8") as handle:
         for row in strip_line_numbers(rows):
-            handle.write(json.dumps(row, ensure_ascii=False, sort_keys=True) + "\n")
+            handle.write(_dumps(row) + "\n")
     os.replace(tmp, path)
     return path
+
+
+def _dumps(value, indent: int | None = None) -> str:
+    """Readable UTF-8 JSON; a lone surrogate (text decoded from bytes that were not UTF-8) is written escaped instead,
+    so it reads back unchanged and the schema gate can reject it."""
+    text = json.dumps(value, indent=indent, ensure_ascii=False, sort_keys=True)
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        return json.dumps(value, indent=indent, ensure_ascii=True, sort_keys=True)
 
 
 def write_json(path: str | Path, payload: dict) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    tmp.write_text(json.dumps(payload, indent=2, ensure_ascii=False, sort_keys=True) + "\n", encoding="utf-8")
+    tmp.write_text(_dumps(payload, indent=2) + "\n", encoding="utf-8")
     os.replace(tmp, path)
     return path
 

@@ -37,6 +37,20 @@ def _shingles(text: str, size: int) -> set[str]:
     return {" ".join(words[i : i + size]) for i in range(len(words) - size + 1)}
 
 
+def text_problem(row: dict) -> str | None:
+    """Why a row's text cannot be read at all (the schema gate's reasons), or None."""
+    text = row.get("text")
+    if not isinstance(text, str) or not text.strip():
+        return row.get("parse_error") or f"text must be a non-empty string, got {type(text).__name__}"
+    if "\x00" in text:
+        return "text contains a NUL byte"
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return "text is not valid Unicode (a lone surrogate: the source bytes were not UTF-8)"
+    return None
+
+
 def apply_gates(
     candidates: list[dict],
     contract: Contract,
@@ -52,7 +66,8 @@ def apply_gates(
     eval_norm = {normalize(t) for t in eval_texts}
     prompt_shingles = _shingles(system_prompt, config.leak_shingle_words)
     label_texts = {normalize(label) for label in getattr(contract, "labels", ())}
-    texts = [row.get("text") if isinstance(row.get("text"), str) else "" for row in candidates]
+    problems = [text_problem(row) for row in candidates]
+    texts = ["" if problem else row["text"] for row, problem in zip(candidates, problems)]
     targets_by_text: dict[str, set[str]] = {}
     for row, text in zip(candidates, texts):
         targets_by_text.setdefault(normalize(text), set()).add(str(row.get("target")))
@@ -86,11 +101,11 @@ def apply_gates(
 
     for i, row in enumerate(candidates):
         text, target = row.get("text"), row.get("target")
-        if not isinstance(text, str) or not text.strip() or not isinstance(target, str) or not target:
-            reject(row, "schema", row.get("parse_error") or "text and target must be non-empty strings")
+        if problems[i]:
+            reject(row, "schema", problems[i])
             continue
-        if "\x00" in text:
-            reject(row, "schema", "text contains a NUL byte")
+        if not isinstance(target, str) or not target:
+            reject(row, "schema", f"target must be a non-empty string, got {type(target).__name__}")
             continue
         try:
             contract.canonical(target)

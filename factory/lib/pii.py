@@ -70,14 +70,16 @@ def scrub_rows(rows: list[dict], field: str = "text", *, spacy_model: str | None
     """Scrub `field` of every row: the gate for imported and generated rows.
 
     Returns (rows, report). Every input row comes back, in order, as a new dict with `field` scrubbed and
-    "pii" set to the sorted kinds found (an empty list when none). The report has one {"row": index, "kinds": [...]}
-    per row that had PII. The input rows are not modified.
+    "pii" set to the sorted kinds found (an empty list when none); a row whose `field` is not text comes back as it
+    is, for the schema gate to reject. The report has one {"row": index, "kinds": [...]} per row that had PII. The
+    input rows are not modified.
     """
     scrubbed, report = [], []
     for index, row in enumerate(rows):
         value = row.get(field)
         if not isinstance(value, str):
-            raise ValueError(f"row {index}: field {field!r} is {type(value).__name__}, not text; pass field= naming the text")
+            scrubbed.append({**row, "pii": []})
+            continue
         result = scrub(value, spacy_model=spacy_model)
         scrubbed.append({**row, field: result.text, "pii": list(result.kinds)})
         if result.kinds:

@@ -31,8 +31,12 @@ KINDS = {
     "negative": "an input that belongs to none of the task's categories (out of scope); it is answered with this "
                 "fallback category",
 }
-ROWS_SCHEMA = {"type": "object", "properties": {"examples": {"type": "array", "items": {"type": "string"}}},
-               "required": ["examples"]}
+
+
+def rows_schema(rows: int) -> dict:
+    """The reply's JSON Schema: at least `rows` texts (small teachers write one long text and stop without it)."""
+    return {"type": "object", "required": ["examples"],
+            "properties": {"examples": {"type": "array", "items": {"type": "string"}, "minItems": rows}}}
 
 
 @dataclass(frozen=True)
@@ -78,9 +82,9 @@ def build_plan(labels: list[str], rows_per_label: int, mix: dict[str, float], ne
     plan: list[PlanItem] = []
     weights = {kind: w for kind, w in mix.items() if w > 0 and kind != "negative"}
     total = sum(weights.values()) or 1.0
+    rows_by_kind = _apportion(rows_per_label, {kind: w / total for kind, w in weights.items()})
     for label in labels:
-        for kind, weight in weights.items():
-            rows = round(rows_per_label * weight / total)
+        for kind, rows in rows_by_kind.items():
             if rows:
                 plan.append(PlanItem(label, kind, rows, "quota", neighbours.get(label)))
     if fallback_label and mix.get("negative", 0) > 0 and rows_per_label:
@@ -94,9 +98,20 @@ def build_plan(labels: list[str], rows_per_label: int, mix: dict[str, float], ne
     return plan
 
 
+def _apportion(total: int, shares: dict[str, float]) -> dict[str, int]:
+    """Whole rows per kind summing to `total`: floors first, the rest to the largest remainders (ties in mix order)."""
+    exact = {kind: total * share for kind, share in shares.items()}
+    rows = {kind: int(value) for kind, value in exact.items()}
+    order = sorted(exact, key=lambda kind: -(exact[kind] - rows[kind]))
+    for kind in order[: total - sum(rows.values())]:
+        rows[kind] += 1
+    return rows
+
+
 def render_requests(plan: list[PlanItem], task, seeds: list[dict], rows_per_request: int, few_shot: int,
                     seed: int, template: str = "classification") -> list[Request]:
-    """Each plan item split into requests of at most `rows_per_request` rows, with few-shot seeds of its label."""
+    """Each plan item split into requests of `rows_per_request` rows (the last may bring a few more than the plan
+    asked: every reply then fits one schema), with few-shot seeds of its label."""
     path = TEMPLATES_DIR / f"{template}.jinja"
     source = path.read_text(encoding="utf-8")
     digest = hashlib.sha256(source.encode()).hexdigest()
@@ -109,14 +124,13 @@ def render_requests(plan: list[PlanItem], task, seeds: list[dict], rows_per_requ
     requests = []
     for item in plan:
         for part in range((item.rows + rows_per_request - 1) // rows_per_request):
-            count = min(rows_per_request, item.rows - part * rows_per_request)
             rng = random.Random(f"{seed}:{item.label}:{item.kind}:{item.reason}:{part}")
             pool = by_label.get(item.label, [])
             shots = rng.sample(pool, min(few_shot, len(pool)))
             guidance = KINDS[item.kind].format(neighbour=item.neighbour or "another category", style=task.input_style)
             text = prompt.render(
                 task_description=task.description or task.name, labels=labels, label=item.label,
-                label_description=labels.get(item.label, ""), kind=item.kind, guidance=guidance, count=count,
+                label_description=labels.get(item.label, ""), kind=item.kind, guidance=guidance, count=rows_per_request,
                 neighbour=item.neighbour, neighbour_description=labels.get(item.neighbour or "", ""),
                 input_style=task.input_style, max_chars=task.max_input_chars,
                 examples=[s["text"][:600] for s in shots], variation=part,

@@ -9,7 +9,7 @@ from factory.defs.partitions import dataset_versions
 from factory.integrations.resources import BaseModel, Embedder
 from factory.integrations.storage import FactoryStorage
 from factory.lib.files import atomic_dir, read_jsonl, write_json, write_jsonl
-from factory.lib.gates import GateConfig, apply_gates, label_shortfalls
+from factory.lib.gates import GateConfig, apply_gates, label_shortfalls, text_problem
 from factory.lib.mislabels import likely_mislabels
 from factory.lib.pii import scrub_rows
 from factory.lib.schemas import ExampleSchema, accepted_table_problems
@@ -62,7 +62,7 @@ def accepted_examples(
     embeddings = eval_embeddings = None
     if config.use_embeddings:
         # One call, so the model loads once.
-        both = embedder.encode([row["text"] if isinstance(row.get("text"), str) else "" for row in candidates] + eval_texts)
+        both = embedder.encode(["" if text_problem(row) else row["text"] for row in candidates] + eval_texts)
         embeddings, eval_embeddings = both[: len(candidates)], both[len(candidates):]
     accepted, rejected = apply_gates(candidates, contract, eval_texts, task.system_prompt, gate_config, embeddings,
                                      eval_embeddings, count_tokens=base_model.token_counter())

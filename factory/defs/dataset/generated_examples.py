@@ -15,14 +15,14 @@ from factory.lib.augment import augment
 from factory.lib.files import atomic_dir, read_jsonl, write_json, write_jsonl
 from factory.lib.schemas import ExampleSchema
 from factory.lib.teacher import (
-    ROWS_SCHEMA,
-    build_plan,
+        build_plan,
     generated_rows,
     nearest_labels,
     parse_generated,
     plan_summary,
     previous_artifact,
     render_requests,
+    rows_schema,
 )
 from factory.lib.versions import parse_version_key, version_key
 
@@ -77,7 +77,7 @@ def _teach(context, config: GenerationConfig, storage: FactoryStorage, teacher: 
                       json.loads(shortfalls_path.read_text())["label_shortfalls"] if shortfalls_path else None,
                       json.loads(repairs_path.read_text()) if repairs_path else None, task.fallback_label)
     requests = render_requests(plan, task, seeds, spec.rows_per_request, spec.few_shot, config.seed)
-    sampling = Sampling(temperature=spec.temperature, max_tokens=spec.max_tokens, seed=config.seed, json_schema=ROWS_SCHEMA)
+    sampling = Sampling(temperature=spec.temperature, max_tokens=spec.max_tokens, seed=config.seed, json_schema=rows_schema(spec.rows_per_request))
     provenance = {**teacher.describe(), "sampling": {"temperature": spec.temperature, "max_tokens": spec.max_tokens,
                                                      "seed": config.seed}}
     rows_by_request: dict[int, list[dict]] = {}
