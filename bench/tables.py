@@ -145,6 +145,40 @@ def pii_recall(result: dict) -> str:
     return "\n".join(lines)
 
 
+def gates_scale(result: dict) -> str:
+    """Each phase of `accepted_examples` on its own, then what the gates caught of what was planted."""
+    r, t = result["ratios"], result["targets"]
+    tokens = f"token counts with {result['count_tokens']}" if result["count_tokens"] else "no token counting"
+    lines = [f"{result['rows']} candidate rows ({result['real_rows']} Banking77 training rows, {result['synthetic_rows']} synthetic, "
+             f"{result['planted_rows']} planted, {result['label_flips']} labels flipped), {result['eval_rows']} eval rows, seed "
+             f"{result['seed']}, {tokens}; commit {result['commit']}, {result['date']}.", "",
+             "| phase | rows | seconds | rows/s | RSS before MiB | peak RSS MiB |", "|---|---|---|---|---|---|"]
+    for name, p in result["phases"].items():
+        lines.append(f"| {name} | {p['rows']} | {p['seconds']:.2f} | {fmt(p['rows_per_s'], 0)} | {fmt(p['rss_before_mib'], 0)} | "
+                     f"{fmt(p['peak_rss_mib'], 0)} |")
+    lines += ["", f"All gates (apply_gates + mislabels) / encoding: **{r['gates_vs_encoding']:.2f}** (target {t['ratio']}); with PII "
+                  f"scrubbing {r['gates_with_pii_vs_encoding']:.2f}; against encoding plus the model load "
+                  f"({result['model_load_seconds']:.1f} s) {r['gates_vs_encoding_with_model_load']:.2f}."]
+    if g := result.get("growth"):
+        s = g["seconds_ratio"]
+        lines += ["", f"Growth from {g['from_rows']} rows: all gates x{s['all_gates']} (target {t['growth']}); "
+                      + ", ".join(f"{k} x{v}" for k, v in s.items() if k != "all_gates") + "."]
+    lines += ["", "| planted | rows | caught | recall | reachable | recall reachable | cosine >= threshold | outcomes |",
+              "|---|---|---|---|---|---|---|---|"]
+    for kind, m in result["planted"].items():
+        how = ", ".join(f"{k} {v}" for k, v in sorted(m["by"].items(), key=lambda kv: -kv[1]))
+        lines.append(f"| {kind} | {m['planted']} | {m['caught']} | {fmt(m['recall'])} | {m['reachable']} | "
+                     f"{fmt(m['recall_reachable'])} | {fmt(m['cosine_at_threshold_share'])} | {how} |")
+    fp, mis = result["false_positives"], result["mislabels"]
+    rejected = ", ".join(f"{gate} {n}" for gate, n in fp["rejected_by_gate"].items()) or "none"
+    lines += ["", f"Clean rows ({fp['clean_rows']}) rejected: {rejected}; accepted in a shared cluster: "
+                  f"{fp['accepted_in_a_shared_cluster']}.",
+              "", f"Label flips: {mis['flagged']} rows flagged, precision {fmt(mis['precision'])}, recall {fmt(mis['recall'])} of "
+                  f"the {mis['flipped_accepted']} flipped rows accepted; the suggested label is the true one for "
+                  f"{fmt(mis['suggested_the_true_label'])} of those found."]
+    return "\n".join(lines)
+
+
 def learning_curve(results: list[dict]) -> str:
     """One line per fine-tuned quality run, by training rows: what more data buys against the baselines.
     "same rows": the baseline refit on the fine-tune's own training split (absent from older results)."""
@@ -177,7 +211,8 @@ def main() -> None:
         result = json.loads(path.read_text())
         results.append(result)
         renderers = {"quality": quality, "inference": inference, "run_cost": run_cost, "training_step": training_step,
-                     "install": install, "qlora_cuda": qlora_cuda, "serve_load": serve_load, "pii_recall": pii_recall}
+                     "install": install, "qlora_cuda": qlora_cuda, "serve_load": serve_load, "pii_recall": pii_recall,
+                     "gates_scale": gates_scale}
         render = next(fn for prefix, fn in renderers.items() if result["benchmark"].startswith(prefix))
         m = result["machine"]
         family = f" (family {m['cpu_family']} model {m['cpu_model']})" if m.get("cpu_family") else ""  # older results lack it

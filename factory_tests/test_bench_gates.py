@@ -41,6 +41,7 @@ def test_every_phase_is_measured_and_planted_copies_are_caught(bench, tmp_path, 
     assert {k: m["planted"] for k, m in planted.items()} == {k: 12 if k.endswith("duplicate") else 6 for k in KINDS}
     assert planted["exact_duplicate"]["recall"] == planted["exact_leak"]["recall"] == 1.0
     assert planted["exact_leak"]["by"] == {"eval_leakage (same text)": 6}
+    assert planted["exact_duplicate"]["by"]["exact_duplicate"] >= 10  # the rest: the original was a semantic duplicate
     assert planted["paraphrase_duplicate"]["recall_reachable"] in (None, 1.0)  # cosine >= 0.97 to a row: it goes
     assert result["false_positives"]["clean_rows"] == 600 - 54 - 36  # planted rows and the originals of duplicates
 

@@ -35,3 +35,14 @@ def test_semantic_neighbours_match_brute_force_above_the_threshold():
     brute = [set(np.nonzero(corpus @ corpus[i] >= 0.95)[0]) - {i} for i in range(len(corpus))]
     assert [set(hit.tolist()) for hit in found] == brute
     assert sum(map(len, brute)) == 40  # the 20 planted pairs, both ways
+
+
+def test_pairs_just_above_the_threshold_are_found_every_time():
+    # One letter swapped in a short question: Jaccard 0.854, which LSH at 0.8 itself missed.
+    a, b = "What fiat currencies are used for exchange?", "Waht fiat currencies are used for exchange?"
+    assert 0.8 < jaccard(shingles(a), shingles(b)) < 0.86
+    assert NearCopyIndex([a, b], 0.8).pairs() == [(0, 1)]
+    assert NearCopyIndex([a], 0.8).query([b]) == [[0]]
+    typos = [f"How do I top up my card with {w} from my bank account today?" for w in ("cash", "money", "funds", "euros")]
+    edited = [t.replace("top up", "tpo up") for t in typos]
+    assert NearCopyIndex(typos, 0.8).query(edited) == [[0], [1], [2], [3]]

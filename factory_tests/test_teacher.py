@@ -186,7 +186,7 @@ def test_http_backend_against_llama_cpp_server_writes_schema_shaped_rows(llama_s
     task = _task(tmp_path / "t")
     requests = render_requests([PlanItem("billing", "canonical", 2, "quota")], task,
                                [{"id": "s1", "text": "I was charged twice for one order", "target": "billing"}], 2, 1, 0)
-    [completion] = teacher.complete([r.messages for r in requests], Sampling(max_tokens=300, json_schema=rows_schema(2)))
+    [completion] = teacher.complete([r.messages for r in requests], Sampling(max_tokens=300, json_schema=rows_schema(2, 300)))
     assert completion.error is None and completion.completion_tokens > 0 and completion.prompt_tokens > 100
     parsed = parse_generated(completion.text)
     assert parsed.error is None and len(parsed.texts) >= 2  # the grammar keeps even a 135M model's reply valid JSON
@@ -197,11 +197,11 @@ def test_http_backend_against_llama_cpp_server_writes_schema_shaped_rows(llama_s
 def test_local_backend_runs_the_packaged_gguf_in_process(tmp_path):
     teacher = Teacher(storage=FactoryStorage(data_root=str(tmp_path)), backend="local", n_ctx=1024)
     prompts = [[{"role": "user", "content": 'Write one short customer e-mail about a late parcel. JSON: {"examples": ["..."]}'}]]
-    [completion] = teacher.complete(prompts, Sampling(max_tokens=300, json_schema=rows_schema(1)))
+    [completion] = teacher.complete(prompts, Sampling(max_tokens=300, json_schema=rows_schema(1, 300)))
     assert completion.error is None and completion.completion_tokens > 0
     assert completion.text.startswith('{"examples"') and parse_generated(completion.text).error is None
     assert teacher.describe()["teacher_model"] == "SmolLM2-135M-Instruct.Q4_1.gguf"
-    [again] = teacher.complete(prompts, Sampling(max_tokens=300, json_schema=rows_schema(1)))
+    [again] = teacher.complete(prompts, Sampling(max_tokens=300, json_schema=rows_schema(1, 300)))
     assert again.cached and again.text == completion.text
 
 
@@ -272,4 +272,5 @@ def test_a_retrain_asks_the_teacher_for_last_versions_shortfalls_and_failure_clu
     assert len(handler.calls) == 2
     assert 'whose correct category is "login"' in handler.calls[0]["messages"][0]["content"]
     assert "Do not write anything that belongs to \"shipping\"" in handler.calls[1]["messages"][0]["content"]
-    assert handler.calls[1]["response_format"]["schema"]["properties"]["examples"]["minItems"] == 5
+    examples = handler.calls[1]["response_format"]["schema"]["properties"]["examples"]
+    assert examples["minItems"] == 5 and examples["items"]["maxLength"] == 400  # tiny's max_input_chars, under 600

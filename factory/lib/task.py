@@ -77,6 +77,8 @@ class GenerationSpec(BaseModel):
                                   description=f"share of each kind of row: {', '.join(KINDS)} (negative: only with a "
                                               "fallback_label)")
     rows_per_request: int = Field(5, ge=1, le=50, description="rows asked for in one request")
+    max_chars: int = Field(600, ge=20, description="longest text asked for (at most max_input_chars); the reply's "
+                                                   "JSON Schema holds the teacher to it where the backend constrains")
     few_shot: int = Field(3, ge=0, description="seeds of the label shown in each request, chosen with the seed")
     temperature: float = Field(0.9, ge=0.0, le=2.0)
     max_tokens: int = Field(800, ge=16, description="per request")

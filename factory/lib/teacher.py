@@ -33,10 +33,12 @@ KINDS = {
 }
 
 
-def rows_schema(rows: int) -> dict:
-    """The reply's JSON Schema: at least `rows` texts (small teachers write one long text and stop without it)."""
+def rows_schema(rows: int, max_chars: int) -> dict:
+    """The reply's JSON Schema: at least `rows` texts of at most `max_chars` each (small teachers write one long text
+    and run out of tokens mid-string without it)."""
     return {"type": "object", "required": ["examples"],
-            "properties": {"examples": {"type": "array", "items": {"type": "string"}, "minItems": rows}}}
+            "properties": {"examples": {"type": "array", "items": {"type": "string", "maxLength": max_chars},
+                                        "minItems": rows}}}
 
 
 @dataclass(frozen=True)
@@ -109,7 +111,7 @@ def _apportion(total: int, shares: dict[str, float]) -> dict[str, int]:
 
 
 def render_requests(plan: list[PlanItem], task, seeds: list[dict], rows_per_request: int, few_shot: int,
-                    seed: int, template: str = "classification") -> list[Request]:
+                    seed: int, max_chars: int = 600, template: str = "classification") -> list[Request]:
     """Each plan item split into requests of `rows_per_request` rows (the last may bring a few more than the plan
     asked: every reply then fits one schema), with few-shot seeds of its label."""
     path = TEMPLATES_DIR / f"{template}.jinja"
@@ -132,7 +134,7 @@ def render_requests(plan: list[PlanItem], task, seeds: list[dict], rows_per_requ
                 task_description=task.description or task.name, labels=labels, label=item.label,
                 label_description=labels.get(item.label, ""), kind=item.kind, guidance=guidance, count=rows_per_request,
                 neighbour=item.neighbour, neighbour_description=labels.get(item.neighbour or "", ""),
-                input_style=task.input_style, max_chars=task.max_input_chars,
+                input_style=task.input_style, max_chars=max_chars,
                 examples=[s["text"][:600] for s in shots], variation=part,
             )
             messages = [{"role": "user", "content": text}]
