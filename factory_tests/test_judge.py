@@ -2,7 +2,7 @@
 import dagster as dg
 import pytest
 
-from factory.lib.judge import DIMENSIONS, JudgeRule, agreement, parse_verdict, rule_on
+from factory.lib.judge import DIMENSIONS, JudgeRule, agreement, flipped_label, parse_verdict, rule_on
 
 GOOD = {"realism": 4, "correctness": 5, "format": 5, "difficulty": 3, "diversity": 3, "learnability": 4, "safety": 5}
 
@@ -34,10 +34,20 @@ def test_the_rule_accepts_at_26_and_names_every_threshold_missed():
     assert rule_on({**GOOD, "realism": 1}, JudgeRule(min_total=27)) == (False, "total 26 < 27")
 
 
-def test_agreement_is_the_share_of_seed_labels_the_judge_accepts():
-    verdicts = [GOOD, {**GOOD, "correctness": 2}, None, GOOD]
-    assert agreement(verdicts) == {"seeds_judged": 4, "verdicts_parsed": 3, "label_agreed": 2, "agreement": 0.6667}
-    assert agreement([None])["agreement"] is None
+def test_agreement_needs_the_judge_to_accept_true_labels_and_refuse_wrong_ones():
+    true = [GOOD, {**GOOD, "correctness": 2}, None, GOOD]
+    flipped = [{**GOOD, "correctness": 1}, GOOD, {**GOOD, "correctness": 3}, None]
+    assert agreement(true, flipped) == {"seeds_judged": 4, "verdicts_parsed": 6, "accepts_true_labels": 0.6667,
+                                        "refuses_flipped_labels": 0.6667, "balanced_agreement": 0.6667}
+    # A judge that says yes to everything agrees with every true label and is worth nothing: 0.5.
+    assert agreement([GOOD] * 3, [GOOD] * 3)["balanced_agreement"] == 0.5
+    assert agreement([None], [None])["balanced_agreement"] is None
+
+
+def test_a_flipped_label_is_always_another_label_and_seeded():
+    labels = ["a", "b", "c"]
+    assert all(flipped_label(label, labels, seed) != label for label in labels for seed in range(20))
+    assert flipped_label("a", labels, 0) == flipped_label("a", labels, 0)
 
 
 def _factory_run(resources, instance, run_config):
@@ -81,7 +91,7 @@ def test_a_version_with_a_llama_cpp_server_teacher_has_provenance_verdicts_and_g
     verdicts = [r["judge"] for r in judged if r.get("text")]
     assert verdicts and all(v["verdict"] in {"passed", "failed", "unreadable"} and v["reason"] for v in verdicts)
     summary = json.loads((version / "judged_examples" / "summary.json").read_text())
-    assert summary["seed_agreement"]["seeds_judged"] == 3
+    assert summary["seed_agreement"]["seeds_judged"] == 3 and summary["seed_agreement"]["balanced_agreement"] is not None
     # Every row is accepted or rejected; a failed verdict is the `judge` gate's rejection.
     accepted = read_jsonl(version / "accepted_examples" / "accepted.jsonl")
     rejected = read_jsonl(version / "accepted_examples" / "rejected.jsonl")

@@ -274,3 +274,10 @@ def test_a_retrain_asks_the_teacher_for_last_versions_shortfalls_and_failure_clu
     assert "Do not write anything that belongs to \"shipping\"" in handler.calls[1]["messages"][0]["content"]
     examples = handler.calls[1]["response_format"]["schema"]["properties"]["examples"]
     assert examples["minItems"] == 5 and examples["items"]["maxLength"] == 400  # tiny's max_input_chars, under 600
+    # Asked not to learn from the previous version, the same plan is empty: no request at all.
+    handler.calls.clear()
+    alone = {"ops": {"generated_examples": {"config": {"rows_per_label": 0, "from_previous_version": False}}}}
+    assert dg.materialize([seed_examples, generated_examples], partition_key="tiny.v2", resources=resources,
+                          instance=instance, run_config=alone).success
+    assert json.loads((data_root / "versions" / "tiny.v2" / "generated_examples" / "plan.json").read_text()) == {"items": []}
+    assert handler.calls == []

@@ -1,7 +1,8 @@
 """An LLM judge of generated rows: the seven-dimension rubric, its verdicts parsed and ruled on.
 
 A row passes when its total reaches `min_total` of 35 and correctness, format and safety reach their own minimums.
-The judge is trusted only as far as it agrees with the labels people wrote: `agreement` measures that on the seeds.
+The judge is trusted only as far as it agrees with the labels people wrote: `agreement` measures that on seeds given
+their own label and a wrong one.
 """
 from __future__ import annotations
 
@@ -72,10 +73,25 @@ def rule_on(verdict: dict, rule: JudgeRule = JudgeRule()) -> tuple[bool, str]:
     return not misses, "; ".join(misses) or f"total {total}/35"
 
 
-def agreement(seed_verdicts: list[dict | None], rule: JudgeRule = JudgeRule()) -> dict:
-    """How often the judge accepts the label a person gave a seed (correctness at least the rule's minimum)."""
-    parsed = [v for v in seed_verdicts if v is not None]
-    agreed = sum(v["correctness"] >= rule.min_correctness for v in parsed)
-    return {"seeds_judged": len(seed_verdicts), "verdicts_parsed": len(parsed), "label_agreed": agreed,
-            "agreement": round(agreed / len(parsed), 4) if parsed else None}
+def flipped_label(label: str, labels: list[str], seed: int) -> str:
+    """A wrong label for a seed, chosen with a seed: what the judge must refuse."""
+    import random
 
+    others = sorted(set(labels) - {label})
+    return random.Random(f"{seed}:{label}").choice(others)
+
+
+def agreement(true_verdicts: list[dict | None], flipped_verdicts: list[dict | None], rule: JudgeRule = JudgeRule()) -> dict:
+    """How far the judge's correctness score follows people's labels: the seeds it accepts with their own label, the
+    seeds it refuses with a wrong one, and their mean (balanced agreement; 0.5 is a judge that cannot tell)."""
+    def share(verdicts, accepts: bool):
+        parsed = [v for v in verdicts if v is not None]
+        hits = sum((v["correctness"] >= rule.min_correctness) == accepts for v in parsed)
+        return (round(hits / len(parsed), 4) if parsed else None), len(parsed)
+
+    accepts_true, parsed_true = share(true_verdicts, True)
+    refuses_flipped, parsed_flipped = share(flipped_verdicts, False)
+    parts = [x for x in (accepts_true, refuses_flipped) if x is not None]
+    return {"seeds_judged": len(true_verdicts), "verdicts_parsed": parsed_true + parsed_flipped,
+            "accepts_true_labels": accepts_true, "refuses_flipped_labels": refuses_flipped,
+            "balanced_agreement": round(sum(parts) / len(parts), 4) if len(parts) == 2 else None}

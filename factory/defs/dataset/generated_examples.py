@@ -34,6 +34,8 @@ class GenerationConfig(dg.Config):
     use_teacher: bool = Field(default=True, description="ask the teacher for the task's `generation` plan when one is "
                                                         "configured (FACTORY_TEACHER_BACKEND)")
     rows_per_label: int = Field(default=-1, description="teacher rows per label; -1: the task's generation.rows_per_label")
+    from_previous_version: bool = Field(default=True, description="also ask for the rows the previous version's gates "
+                                                                  "left short and its failure clusters' near misses")
     max_failed_share: float = Field(default=0.5, description="fail the run when more of the teacher's requests than "
                                                              "this fail for good (finished ones stay cached)")
     seed: int = Field(default=0, description="same seed, same rows (and the same teacher prompts)")
@@ -65,10 +67,14 @@ def generated_examples(context: dg.AssetExecutionContext, config: GenerationConf
 def _teach(context, config: GenerationConfig, storage: FactoryStorage, teacher: Teacher, embedder: Embedder, task, seeds):
     """The plan (quota + last version's shortfalls + its repair targets), asked of the teacher with a progress bar."""
     name, number = parse_version_key(context.partition_key)
-    shortfalls_path = previous_artifact(lambda n: storage.asset_dir(version_key(name, n), "accepted_examples"), number,
-                                        "summary.json")
-    repairs_path = previous_artifact(lambda n: storage.asset_dir(version_key(name, n), "eval_report"), number,
-                                     "repair_targets.json")
+
+    def previous(asset: str, file: str):
+        if not config.from_previous_version:
+            return None
+        return previous_artifact(lambda n: storage.asset_dir(version_key(name, n), asset), number, file)
+
+    shortfalls_path = previous("accepted_examples", "summary.json")
+    repairs_path = previous("eval_report", "repair_targets.json")
     spec = task.generation
     rows_per_label = spec.rows_per_label if config.rows_per_label < 0 else config.rows_per_label
     targets = [s["target"] for s in seeds]

@@ -13,6 +13,7 @@ from factory.lib.judge import (
     VERDICT_SCHEMA,
     JudgeRule,
     agreement,
+    flipped_label,
     judge_messages,
     judge_template,
     parse_verdict,
@@ -31,8 +32,8 @@ class JudgeConfig(dg.Config):
     min_correctness: int = Field(default=RULE.min_correctness)
     min_format: int = Field(default=RULE.min_format)
     min_safety: int = Field(default=RULE.min_safety)
-    agreement_seeds: int = Field(default=50, description="seeds judged to measure how often the judge agrees with "
-                                                         "people's labels")
+    agreement_seeds: int = Field(default=50, description="seeds judged twice, with their label and a wrong one, to "
+                                                         "measure how far the judge follows people's labels")
     seed: int = Field(default=0)
 
 
@@ -52,16 +53,18 @@ def judged_examples(context: dg.AssetExecutionContext, config: JudgeConfig, stor
         seeds = sample_rows(read_jsonl(storage.asset_dir(key, "seed_examples") / "seeds.jsonl"), config.agreement_seeds,
                             config.seed)
         template, digest = judge_template()
+        labels = sorted(task.contract.labels or {})
         texts = [(rows[i]["text"], rows[i]["target"]) for i in judged] + [(s["text"], s["target"]) for s in seeds]
+        texts += [(s["text"], flipped_label(s["target"], labels, config.seed)) for s in seeds]
         completions = teacher.complete([judge_messages(template, task, t, label) for t, label in texts],
                                        Sampling(temperature=0.0, max_tokens=200, seed=config.seed, json_schema=VERDICT_SCHEMA))
         verdicts = [_verdict(c, rule, digest, row_hash(*pair)) for c, pair in zip(completions, texts)]
         for i, verdict in zip(judged, verdicts):
             rows[i] = {**rows[i], "judge": verdict}
-        seed_verdicts = [v["scores"] if "scores" in v else None for v in verdicts[len(judged):]]
+        seed_verdicts = [v.get("scores") for v in verdicts[len(judged):]]
         summary = {"judge": teacher.describe(), "judged": len(judged),
                    "verdicts": dict(Counter(v["verdict"] for v in verdicts[: len(judged)])),
-                   "seed_agreement": agreement(seed_verdicts, rule), "rule": rule.__dict__}
+                   "seed_agreement": agreement(seed_verdicts[: len(seeds)], seed_verdicts[len(seeds):], rule), "rule": rule.__dict__}
     folder = storage.asset_dir(key, "judged_examples")
     with atomic_dir(folder) as scratch:
         write_json(scratch / "summary.json", summary)
