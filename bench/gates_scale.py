@@ -68,7 +68,6 @@ TARGET_RECALL = 0.95  # planted duplicates and leaks
 SYSTEM_PROMPT = "You are a bank's support assistant. Classify the customer's message into exactly one of the 77 intents."
 LEAK_REASONS = {"the same text": "same text", "a near copy": "near copy", "semantically": "semantic", "derived from": "parent"}
 EXAMPLES_KEPT = 5
-NEAR_COPY_SEARCH = 0.6  # LSH threshold when checking synthetic rows: at 0.6 LSH finds ~99% of the pairs at Jaccard 0.8  # per planted kind, in the result file
 
 OPENERS = ["", "", "Hi, ", "Hello. ", "Quick question: ", "Hey there. ", "Good morning. "]
 JOINERS = ["Also, ", "And ", "Plus, ", "On top of that, ", "Another thing: ", "Besides, "]
@@ -130,9 +129,9 @@ def synthetic_rows(pool: list[dict], count: int, rng: random.Random, taken: set[
         taken.add(_norm(text))
         out.append({"text": text, "label": a["label"], "origin": "synthetic"})
         if len(out) == count:  # drop the near copies (confirmed by exact Jaccard) and make others in their place
-            index = near_dups.NearCopyIndex([r["text"] for r in pool + out], NEAR_COPY_SEARCH)
-            near = {j - len(pool) for i, j in index.pairs()
-                    if j >= len(pool) and near_dups.jaccard(index.shingles[i], index.shingles[j]) >= near_threshold}
+            # NearCopyIndex searches below its threshold itself and confirms each pair by exact Jaccard.
+            index = near_dups.NearCopyIndex([r["text"] for r in pool + out], near_threshold)
+            near = {j - len(pool) for i, j in index.pairs() if j >= len(pool)}
             out = [row for k, row in enumerate(out) if k not in near]
     return out
 
