@@ -138,3 +138,14 @@ def test_label_shortfalls_name_what_the_next_plan_must_fill():
     rows = [{"target": "billing"}] * 9 + [{"target": "shipping"}]
     assert label_shortfalls(rows, ["billing", "shipping", "refunds"], 0.2) == {"shipping": 1, "refunds": 2}
     assert label_shortfalls(rows, ["billing", "shipping"], 0.0) == {}
+
+
+def test_the_judge_gate_rejects_failed_verdicts_and_the_schema_gate_names_parse_errors():
+    candidates = [row(0, "A question about a double charge", judge={"passed": False, "reason": "format 4 < 5"}),
+                  row(1, "Another question about a refund", judge={"passed": True, "reason": "total 29/35"}),
+                  row(2, "", parse_error="no example texts found"),
+                  row(3, "A third question about my invoice")]
+    accepted, rejected = apply_gates(candidates, CONTRACT, [], PROMPT)
+    assert [r["id"] for r in accepted] == ["r1", "r3"]
+    assert {r["id"]: (r["gate"], r["reason"]) for r in rejected} == {
+        "r0": ("judge", "format 4 < 5"), "r2": ("schema", "no example texts found")}

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import jinja2
 
-from factory.lib.teacher import TEMPLATES_DIR, _first_json
+from factory.lib.teacher import TEMPLATES_DIR, first_json
 
 DIMENSIONS = ("realism", "correctness", "format", "difficulty", "diversity", "learnability", "safety")
 VERDICT_SCHEMA = {
@@ -49,7 +49,7 @@ def row_hash(text: str, label: str) -> str:
 
 def parse_verdict(raw: str) -> dict:
     """Scores 1-5 per dimension and a reason; ValueError naming what is missing or out of range."""
-    value, _ = _first_json(raw or "")
+    value, _ = first_json(raw or "")
     if not isinstance(value, dict):
         raise ValueError(f"the verdict is not a JSON object: {str(raw)[:80]!r}")
     scores = {}

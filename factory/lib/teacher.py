@@ -161,7 +161,7 @@ def parse_generated(raw: str) -> Parsed:
     if fenced:
         text = fenced.group(1).strip()
         parsed.repairs.append("removed code fence")
-    value, rest = _first_json(text)
+    value, rest = first_json(text)
     if value is not None:
         if rest.strip():
             parsed.repairs.append("ignored prose around the JSON")
@@ -196,7 +196,7 @@ def _loads(text: str):
         return None
 
 
-def _first_json(text: str):
+def first_json(text: str):
     """The first JSON array or object in the text and what is left around it; trailing commas and raw newlines inside
     strings forgiven."""
     decoder = json.JSONDecoder(strict=False)
