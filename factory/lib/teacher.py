@@ -34,11 +34,11 @@ KINDS = {
 
 
 def rows_schema(rows: int, max_chars: int) -> dict:
-    """The reply's JSON Schema: at least `rows` texts of at most `max_chars` each (small teachers write one long text
-    and run out of tokens mid-string without it)."""
+    """The reply's JSON Schema: exactly `rows` texts of at most `max_chars` each (small teachers write one long text
+    and run out of tokens mid-string without it, or a dozen rows nobody planned or budgeted a judge for)."""
     return {"type": "object", "required": ["examples"],
             "properties": {"examples": {"type": "array", "items": {"type": "string", "maxLength": max_chars},
-                                        "minItems": rows}}}
+                                        "minItems": rows, "maxItems": rows}}}
 
 
 @dataclass(frozen=True)
