@@ -10,6 +10,7 @@ import pytest
 from factory.integrations.llm_client import EndpointError, post_chat
 from factory.integrations.storage import FactoryStorage
 from factory.integrations.teacher import Sampling, Teacher
+from factory.lib.gates import text_problem
 from factory.lib.task import load_task
 from factory.lib.teacher import PlanItem, build_plan, generated_rows, parse_generated, render_requests, rows_schema
 
@@ -210,7 +211,8 @@ def test_no_teacher_configured_is_a_clear_error(tmp_path):
         Teacher(storage=FactoryStorage(data_root=str(tmp_path))).complete([[]], Sampling())
 
 
-def test_bad_rows_from_a_teacher_are_rejected_with_reasons_and_crash_no_gate(scripted_server, resources, data_root, instance):
+def test_bad_rows_from_a_teacher_are_rejected_with_reasons_and_crash_no_gate(scripted_server, resources, data_root, instance,
+                                                                            capsys):
     import dagster as dg
 
     from factory.defs.dataset.accepted_examples import accepted_examples, accepted_examples_hold
@@ -234,6 +236,10 @@ def test_bad_rows_from_a_teacher_are_rejected_with_reasons_and_crash_no_gate(scr
     version = data_root / "versions" / "tiny.v1"
     generated = read_jsonl(version / "generated_examples" / "generated.jsonl")
     assert all("skipped an item that is not a text: '42'" in r["parse_repairs"] for r in generated)
+    # The progress bar's last word counts what the schema gate will take: not the NUL, the lone surrogate or blank rows.
+    readable = sum(text_problem(r) is None for r in generated)
+    assert 0 < readable < len(generated)
+    assert f"rows={len(generated)}, accepted={readable}, tokens=" in capsys.readouterr().err.rsplit("3/3", 1)[-1]
     accepted = read_jsonl(version / "accepted_examples" / "accepted.jsonl")
     rejected = read_jsonl(version / "accepted_examples" / "rejected.jsonl")
     seeds = read_jsonl(version / "seed_examples" / "seeds.jsonl")

@@ -13,9 +13,10 @@ from factory.integrations.storage import FactoryStorage
 from factory.integrations.teacher import Sampling, Teacher
 from factory.lib.augment import augment
 from factory.lib.files import atomic_dir, read_jsonl, write_json, write_jsonl
+from factory.lib.gates import text_problem
 from factory.lib.schemas import ExampleSchema
 from factory.lib.teacher import (
-        build_plan,
+    build_plan,
     generated_rows,
     nearest_labels,
     parse_generated,
@@ -98,8 +99,10 @@ def _teach(context, config: GenerationConfig, storage: FactoryStorage, teacher: 
             rows_by_request[i] = generated_rows(requests[i], parsed, completion.key,
                                                 {**provenance, "generated_at": completion.created_at})
         tokens += completion.prompt_tokens + completion.completion_tokens
+        rows = [r for batch in rows_by_request.values() for r in batch]
         bar.update(1)
-        bar.set_postfix(rows=sum(len(r) for r in rows_by_request.values()), tokens=tokens)
+        # accepted so far: rows the schema gate will take (readable text); the later gates and the judge decide the rest
+        bar.set_postfix({"rows": len(rows), "accepted": sum(text_problem(r) is None for r in rows), "tokens": tokens})
 
     completions = teacher.complete([r.messages for r in requests], sampling, on_done)
     bar.close()
