@@ -169,3 +169,50 @@ def test_scoring_again_gives_identical_answers_and_metrics(released_version, tmp
     keep = ("id", "prediction", "answer", "confidence")
     assert [{k: p[k] for k in keep} for p in read_jsonl(tmp_path / "again" / "predictions-test.jsonl")] == \
         [{k: p[k] for k in keep} for p in read_jsonl(version / "eval_report" / served / "predictions-test.jsonl")]
+
+
+@pytest.mark.parametrize("script, config_name, first_file", [
+    ("export_gguf", "export_gguf-tiny.v1-gguf_model.json", "merged"),
+    ("evaluate", "evaluate-eval_report-finetuned_gguf_q*.json", None),  # the served path, whichever quantization
+])
+def test_a_killed_export_or_evaluation_leaves_the_last_finished_output_and_a_rerun_starts_clean(
+        released_version, tmp_path, script, config_name, first_file):
+    """kill -9 mid-stage: the finished output from before stays whole under its name, the scratch folder is never
+    read, and running the stage again writes a complete output."""
+    import shutil
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    version = released_version["version"]
+    [config_file] = [p for p in (version / "_configs").glob(config_name) if not p.stem.endswith("_free")]
+    config = json.loads(config_file.read_text())
+    finished = tmp_path / "out"
+    shutil.copytree(config["output_dir"], finished)  # what the last finished run left
+    before = {p.relative_to(finished): p.read_bytes() for p in finished.rglob("*") if p.is_file()}
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps({**config, "output_dir": str(finished)}))
+    command = [sys.executable, "-m", f"factory.training.{script}", "--config", str(path)]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+
+    def mid_way() -> bool:
+        scratch = list(tmp_path.glob(".partial-out-*"))
+        return bool(scratch) and (first_file is None or (scratch[0] / first_file).exists())
+
+    while not mid_way():
+        assert process.poll() is None and time.monotonic() < deadline, f"{script} ended before it was caught mid-way"
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert {p.relative_to(finished): p.read_bytes() for p in finished.rglob("*") if p.is_file()} == before
+    assert list(tmp_path.glob(".partial-out-*"))  # the killed run's scratch, under a name no stage reads
+
+    subprocess.run(command, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    summary = json.loads((finished / "summary.json").read_text())
+    if script == "export_gguf":
+        assert all((finished / f["file"]).stat().st_size > 1_000_000 for f in summary["files"].values())
+    else:
+        assert {name: len(read_jsonl(finished / f"predictions-{name}.jsonl")) for name in config["eval_files"]} == {
+            name: len(read_jsonl(file)) for name, file in config["eval_files"].items()}
