@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import random
 from dataclasses import dataclass
 
 import jinja2
@@ -75,8 +76,6 @@ def rule_on(verdict: dict, rule: JudgeRule = JudgeRule()) -> tuple[bool, str]:
 
 def flipped_label(label: str, labels: list[str], seed: int) -> str:
     """A wrong label for a seed, chosen with a seed: what the judge must refuse."""
-    import random
-
     others = sorted(set(labels) - {label})
     return random.Random(f"{seed}:{label}").choice(others)
 

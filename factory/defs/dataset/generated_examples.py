@@ -90,19 +90,19 @@ def _teach(context, config: GenerationConfig, storage: FactoryStorage, teacher: 
                                                      "seed": config.seed}}
     rows_by_request: dict[int, list[dict]] = {}
     bar = tqdm(total=len(requests), desc="teacher", unit="request")
-    tokens = 0
+    # accepted so far: rows the schema gate will take (readable text); the later gates and the judge decide the rest
+    progress = {"rows": 0, "accepted": 0, "tokens": 0}
 
     def on_done(i, completion):
-        nonlocal tokens
         parsed = parse_generated(completion.text) if completion.error is None else None
         if parsed is not None:
-            rows_by_request[i] = generated_rows(requests[i], parsed, completion.key,
-                                                {**provenance, "generated_at": completion.created_at})
-        tokens += completion.prompt_tokens + completion.completion_tokens
-        rows = [r for batch in rows_by_request.values() for r in batch]
+            batch = generated_rows(requests[i], parsed, completion.key, {**provenance, "generated_at": completion.created_at})
+            rows_by_request[i] = batch
+            progress["rows"] += len(batch)
+            progress["accepted"] += sum(text_problem(r) is None for r in batch)
+        progress["tokens"] += completion.prompt_tokens + completion.completion_tokens
         bar.update(1)
-        # accepted so far: rows the schema gate will take (readable text); the later gates and the judge decide the rest
-        bar.set_postfix({"rows": len(rows), "accepted": sum(text_problem(r) is None for r in rows), "tokens": tokens})
+        bar.set_postfix(progress)
 
     completions = teacher.complete([r.messages for r in requests], sampling, on_done)
     bar.close()
@@ -115,11 +115,11 @@ def _teach(context, config: GenerationConfig, storage: FactoryStorage, teacher: 
     rows = [row for i in sorted(rows_by_request) for row in rows_by_request[i]]
     unparsed = sum(1 for r in rows if r.get("parse_error"))
     context.log.info(f"teacher: {len(requests)} requests, {len(failed)} failed, {len(rows) - unparsed} rows, "
-                     f"{unparsed} unparseable replies, {tokens} tokens")
+                     f"{unparsed} unparseable replies, {progress['tokens']} tokens")
     return plan, rows, raw, {
         "teacher": dg.MetadataValue.json(teacher.describe()),
         "teacher_requests": len(requests), "teacher_failed_requests": len(failed),
         "teacher_cached_replies": sum(c.cached for c in completions), "teacher_unparseable_replies": unparsed,
-        "teacher_tokens": tokens, "teacher_cost": round(teacher.cost(completions), 6),
+        "teacher_tokens": progress["tokens"], "teacher_cost": round(teacher.cost(completions), 6),
         "plan_rows_by_reason": dg.MetadataValue.json(dict(Counter(i.reason for i in plan for _ in range(i.rows)))),
     }
