@@ -28,6 +28,7 @@ from factory.lib.examples import load_examples  # noqa: E402
 from factory.lib.files import write_jsonl  # noqa: E402
 from factory.lib.importer import label_words  # noqa: E402
 from factory.lib.task import load_task  # noqa: E402
+from factory.lib.versions import parse_version_key  # noqa: E402
 
 
 def subsample(task_dir: Path, out_dir: Path, per_label: int | None, rows: int | None, seed: int) -> Path:
@@ -60,9 +61,50 @@ def answer_style(task_dir: Path) -> str:
     return "words" if all(answer == label_words(label) for label, answer in answers.items()) else "distinct first words"
 
 
+def make_version(args: argparse.Namespace, work: Path, env: dict) -> tuple[Path, str, str]:
+    """Import the data, keep the regime's seed rows, then `factory version new` and `factory run`:
+    (task folder, version, regime)."""
+    style = "distinct first words" if args.distinct_first_words else "words" if args.answer_words else "labels"
+    data = Path(args.data).resolve()
+    tasks = work / "tasks"
+    full = tasks / "bench_full"
+    if not full.exists():
+        flags = ["--distinct-first-words"] if args.distinct_first_words else ["--answer-words"] if args.answer_words else []
+        factory("task", "import", str(data / "train.jsonl"), "--name", "bench_full", "--test-file", str(data / "test.jsonl"),
+                "--dev-per-label", "2", "--golden-per-label", "2", "--seed", str(args.seed), *flags, env=env)
+    elif (imported := answer_style(full)) != style:
+        raise SystemExit(f"{full} was imported with answers as {imported}, not {style}; use another --work folder")
+    regime = f"pl{args.train_per_label}" if args.train_per_label else (f"r{args.train_rows}" if args.train_rows else "all")
+    task_dir = subsample(full, tasks / f"bench_{regime}", args.train_per_label, args.train_rows, args.seed) \
+        if regime != "all" else full
+    key = f"{task_dir.name}.v1"
+    config = work / f"{task_dir.name}-run.yaml"
+    config.write_text(yaml.safe_dump(run_config(args)))
+    version = work / "versions" / key
+    if args.reuse and (version / "gguf_model" / "summary.json").exists():
+        factory("eval", key, "--config", str(config), env=env)
+    else:
+        shutil.rmtree(version, ignore_errors=True)
+        shutil.rmtree(work / "dagster", ignore_errors=True)  # one version a work folder: no partition left from before
+        factory("version", "new", "--task", task_dir.name, env=env)
+        factory("run", key, "--recipe", args.recipe, "--config", str(config), env=env)
+    return task_dir, key, regime
+
+
+def run_config(args: argparse.Namespace) -> dict:
+    return {"ops": {
+        "gguf_model": {"config": {"quantizations": args.quantizations.split(",")}},
+        "baseline_report": {"config": {"base_model_rows": args.base_rows}},
+        "eval_report": {"config": {"hf_limit": args.hf_rows}},
+        "generated_examples": {"config": {"variants_per_seed": args.variants_per_seed}},
+        "dataset_splits": {"config": {"validation_fraction": args.validation_fraction, "seed": args.seed}}}}
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", required=True, help="folder with train.jsonl and test.jsonl ({text, label} lines)")
+    parser.add_argument("--data", help="folder with train.jsonl and test.jsonl ({text, label} lines)")
+    parser.add_argument("--version", help="read a version already run on the --work data root (any task, any way it was "
+                                          "run) instead of importing --data and running one")
     parser.add_argument("--work", default="data/bench", help="data root for the imported task and its versions")
     parser.add_argument("--train-per-label", type=int, help="keep this many training rows per label")
     parser.add_argument("--train-rows", type=int, help="keep about this many training rows, stratified")
@@ -84,38 +126,22 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--out", default=None, help="results folder (default bench/results)")
     args = parser.parse_args(argv)
     args.answer_words = args.answer_words or args.distinct_first_words
-    style = "distinct first words" if args.distinct_first_words else "words" if args.answer_words else "labels"
-
-    data, work = Path(args.data).resolve(), Path(args.work).resolve()
-    env = {"FACTORY_DATA_ROOT": str(work), "DAGSTER_HOME": str(work / "dagster")}
-    tasks = work / "tasks"
-    full = tasks / "bench_full"
-    if not full.exists():
-        flags = ["--distinct-first-words"] if args.distinct_first_words else ["--answer-words"] if args.answer_words else []
-        factory("task", "import", str(data / "train.jsonl"), "--name", "bench_full", "--test-file", str(data / "test.jsonl"),
-                "--dev-per-label", "2", "--golden-per-label", "2", "--seed", str(args.seed), *flags, env=env)
-    elif (imported := answer_style(full)) != style:
-        raise SystemExit(f"{full} was imported with answers as {imported}, not {style}; use another --work folder")
-    regime = f"pl{args.train_per_label}" if args.train_per_label else (f"r{args.train_rows}" if args.train_rows else "all")
-    task_dir = subsample(full, tasks / f"bench_{regime}", args.train_per_label, args.train_rows, args.seed) \
-        if regime != "all" else full
-    key = f"{task_dir.name}.v1"
-    config = work / f"{task_dir.name}-run.yaml"
-    config.write_text(yaml.safe_dump({"ops": {
-        "gguf_model": {"config": {"quantizations": args.quantizations.split(",")}},
-        "baseline_report": {"config": {"base_model_rows": args.base_rows}},
-        "eval_report": {"config": {"hf_limit": args.hf_rows}},
-        "generated_examples": {"config": {"variants_per_seed": args.variants_per_seed}},
-        "dataset_splits": {"config": {"validation_fraction": args.validation_fraction, "seed": args.seed}}}}))
-    version = work / "versions" / key
+    if bool(args.data) == bool(args.version):
+        parser.error("give --data (import and run) or --version (read a version already run), not both")
+    work = Path(args.work).resolve()
     started = time.perf_counter()
-    if args.reuse and (version / "gguf_model" / "summary.json").exists():
-        factory("eval", key, "--config", str(config), env=env)
+    if args.version:
+        key, regime = args.version, args.version
+        task_dir = work / "tasks" / parse_version_key(key)[0]
+        recipe = json.loads((work / "versions" / key / "training_recipe" / "source.json").read_text())["recipe"]
+        made = {}
     else:
-        shutil.rmtree(version, ignore_errors=True)
-        shutil.rmtree(work / "dagster", ignore_errors=True)  # one version a work folder: no partition left from before
-        factory("version", "new", "--task", task_dir.name, env=env)
-        factory("run", key, "--recipe", args.recipe, "--config", str(config), env=env)
+        task_dir, key, regime = make_version(args, work, {"FACTORY_DATA_ROOT": str(work), "DAGSTER_HOME": str(work / "dagster")})
+        recipe = args.recipe
+        made = {"seed": args.seed, "variants_per_seed": args.variants_per_seed, "validation_fraction": args.validation_fraction,
+                "run_config": run_config(args), "command_seconds": time.perf_counter() - started}
+    style = answer_style(task_dir)
+    version = work / "versions" / key
     report = json.loads((version / "eval_report" / "report.json").read_text())
     adapter = json.loads((version / "lora_adapter" / "summary.json").read_text())
     task = load_task(task_dir)
@@ -126,12 +152,11 @@ def main(argv: list[str] | None = None) -> dict:
             models[name]["train_seconds"] = adapter["train_seconds"]
     payload = {"task": task_dir.name, "train_rows": len(load_examples(task.path("seeds"), task.build_contract(), "seed")),
                "test_rows": models[report["served_model"]]["rows"], "labels": len(task.contract.labels),
-               "recipe": args.recipe, "variants_per_seed": args.variants_per_seed,
-               "validation_fraction": args.validation_fraction, "answer_words": args.answer_words,
-               "distinct_first_words": args.distinct_first_words, "seed": args.seed, "models": models,
+               "recipe": recipe, "answer_words": style != "labels", "distinct_first_words": style == "distinct first words",
+               **made, "models": models,
                "served_model": report["served_model"], "best_baseline": report["best_baseline"],
                "head_to_head": report["head_to_head"], "quantization": report["quantization"],
-               "release_gates": report["release_gates"], "command_seconds": time.perf_counter() - started,
+               "release_gates": report["release_gates"],
                "stage_seconds": stage_seconds(work / "dagster", key),
                "adapter": {k: adapter.get(k) for k in ("train_rows", "train_loss", "train_seconds", "tokens_per_second",
                                                       "epochs", "steps", "best_step", "best_dev_macro_f1", "peak_rss_mib")}}

@@ -130,6 +130,8 @@ def released_version(tmp_path_factory, model_cache):
     make_tiny_task(root / "tasks")
     recipe = root / "tiny_recipe.yaml"
     recipe.write_text(yaml.safe_dump(TINY_RECIPE))
+    config = root / "run.yaml"  # a per-asset setting, as `factory run --config` takes them (read back by the bench test)
+    config.write_text(yaml.safe_dump({"ops": {"baseline_report": {"config": {"base_model_rows": 2}}}}))
     env = {"FACTORY_DATA_ROOT": str(root), "DAGSTER_HOME": str(root / "dagster"), "FACTORY_CACHE_ROOT": str(model_cache)}
     saved = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
@@ -137,7 +139,7 @@ def released_version(tmp_path_factory, model_cache):
     try:
         assert main(["version", "new", "--task", "tiny"]) == 0
         with contextlib.redirect_stdout(out):
-            code = main(["run", "tiny.v1", "--recipe", str(recipe)])
+            code = main(["run", "tiny.v1", "--recipe", str(recipe), "--config", str(config)])
     finally:
         for k, v in saved.items():
             if v is None:

@@ -1,4 +1,6 @@
 """Smoke tests: every benchmark script runs on a tiny input and writes its result, so none of them rots."""
+import argparse
+import importlib.util
 import json
 import shutil
 import subprocess
@@ -6,9 +8,8 @@ import sys
 from pathlib import Path
 
 import pytest
-import yaml
 
-from factory_tests.conftest import TINY_EVAL, TINY_RECIPE, TINY_SEEDS
+from factory_tests.conftest import TINY_EVAL, TINY_SEEDS
 
 BENCH = Path(__file__).resolve().parents[1] / "bench"
 
@@ -17,56 +18,77 @@ def run(script: str, *args: str, cwd: Path) -> None:
     subprocess.run([sys.executable, str(BENCH / script), *args], cwd=cwd, check=True)
 
 
-@pytest.fixture(scope="module")
-def recipe(tmp_path_factory) -> Path:
-    # Two steps: the benchmark's mechanics are under test here, not learning (the end-to-end tests check that).
-    path = tmp_path_factory.mktemp("recipe") / "tiny.yaml"
-    path.write_text(yaml.safe_dump({**TINY_RECIPE, "max_steps": 2}))
-    return path
+def test_quality_benchmark_reads_the_report_of_a_version_already_run(tmp_path, released_version):
+    # Importing and running a version is `factory task import`, `version new` and `factory run --config` (the session's
+    # released version came from the last two); this reads the version as a Banking77 run's is read.
+    version = released_version["version"]
+    run("quality.py", "--work", str(released_version["root"]), "--version", "tiny.v1", "--out", str(tmp_path / "results"),
+        cwd=tmp_path)
+    result = json.loads((tmp_path / "results" / "quality_tiny.v1.json").read_text())
+    report = json.loads((version / "eval_report" / "report.json").read_text())
+    served = result["served_model"]
+    assert served == report["served_model"] and result["quantization"]["chosen"] == report["quantization"]["chosen"]
+    assert {"majority", "tfidf_logreg", "minilm_logreg", "base_zero_shot", "base_few_shot", "finetuned_hf",
+            f"{served}_free", served} == set(result["models"])
+    assert result["models"]["base_zero_shot"]["rows"] == 2  # the run's --config reached baseline_report
+    assert result["models"][served]["rows"] == result["test_rows"] == 3 and result["labels"] == 3
+    assert result["train_rows"] == sum(map(len, TINY_SEEDS.values())) and result["recipe"] == str(released_version["recipe"])
+    assert result["adapter"]["train_rows"] == len((version / "dataset_splits" / "train.jsonl").read_text().splitlines())
+    assert result["head_to_head"]["baseline"] == result["best_baseline"] and result["head_to_head"]["rows"] == 3
+    assert result["stage_seconds"]["lora_adapter"] > 0 and set(result["stage_seconds"]) >= {"eval_report", "baseline_report"}
+    assert not {"run_config", "command_seconds", "validation_fraction"} & set(result)  # not this script's run: not claimed
+
+
+def test_quality_benchmark_runs_a_valid_config_and_keeps_a_work_folders_answers(tmp_path, monkeypatch):
+    import dagster as dg
+
+    from factory.cli import main
+    from factory.definitions import defs
+
+    monkeypatch.syspath_prepend(str(BENCH))  # as when run as a script: its folder first on the path
+    spec = importlib.util.spec_from_file_location("quality", BENCH / "quality.py")
+    quality = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(quality)
+    args = argparse.Namespace(quantizations="q8_0,q4_k_m", base_rows=3, hf_rows=3, variants_per_seed=0,
+                              validation_fraction=0.0, seed=0)
+    job = defs().resolve_job_def("factory_pipeline")
+    assert dg.validate_run_config(job, quality.run_config(args))["ops"]["dataset_splits"]["config"]["validation_fraction"] == 0
+    misspelt = quality.run_config(args)
+    misspelt["ops"]["gguf_model"]["config"]["quantization"] = misspelt["ops"]["gguf_model"]["config"].pop("quantizations")
+    with pytest.raises(dg.DagsterInvalidConfigError, match='unexpected config entry "quantization"'):
+        dg.validate_run_config(job, misspelt)
+
+    data, work = tmp_path / "labelled", tmp_path / "work"
+    data.mkdir()
+    rows = [(t, lab) for lab, texts in TINY_SEEDS.items() for t in texts] + TINY_EVAL["dev"] + TINY_EVAL["golden"]
+    (data / "train.jsonl").write_text("".join(json.dumps({"text": t, "label": lab}) + "\n" for t, lab in rows))
+    (data / "test.jsonl").write_text("".join(json.dumps({"text": t, "label": lab}) + "\n" for t, lab in TINY_EVAL["test"]))
+    monkeypatch.setenv("FACTORY_DATA_ROOT", str(work))
+    assert main(["task", "import", str(data / "train.jsonl"), "--name", "bench_full", "--test-file", str(data / "test.jsonl"),
+                 "--dev-per-label", "2", "--golden-per-label", "2"]) == 0
+    # a work folder keeps the answers it was imported with: asking for others is refused before anything runs
+    refused = subprocess.run([sys.executable, str(BENCH / "quality.py"), "--data", str(data), "--work", str(work),
+                              "--distinct-first-words", "--out", str(tmp_path / "results")],
+                             cwd=tmp_path, capture_output=True, text=True)
+    assert refused.returncode != 0 and not (tmp_path / "results").exists() and not (work / "versions").exists()
+    assert "imported with answers as labels, not distinct first words; use another --work folder" in refused.stderr
+    both = subprocess.run([sys.executable, str(BENCH / "quality.py"), "--data", str(data), "--version", "bench_full.v1"],
+                          cwd=tmp_path, capture_output=True, text=True)
+    assert both.returncode == 2 and "give --data (import and run) or --version" in both.stderr
 
 
 @pytest.mark.slow
-def test_quality_benchmark_on_tiny_data(tmp_path, recipe, model_cache):
-    data = tmp_path / "labelled"
-    data.mkdir()
-    train = [(t, lab) for lab, texts in TINY_SEEDS.items() for t in texts] + TINY_EVAL["dev"] + TINY_EVAL["golden"]
-    (data / "train.jsonl").write_text("".join(json.dumps({"text": t, "label": lab}) + "\n" for t, lab in train))
-    (data / "test.jsonl").write_text("".join(json.dumps({"text": t, "label": lab}) + "\n" for t, lab in TINY_EVAL["test"]))
-    run("quality.py", "--data", str(data), "--work", str(tmp_path / "work"), "--train-per-label", "4",
-        "--recipe", str(recipe), "--quantizations", "q8_0", "--base-rows", "3", "--hf-rows", "3",
-        "--validation-fraction", "0", "--out", str(tmp_path / "results"), cwd=tmp_path)
-    result = json.loads((tmp_path / "results" / "quality_pl4.json").read_text())
-    # --validation-fraction 0 reaches the split through `factory run --config`: every accepted row trains
-    splits = tmp_path / "work" / "versions" / "bench_pl4.v1" / "dataset_splits"
-    assert (splits / "validation.jsonl").read_text() == "" and result["validation_fraction"] == 0 and result["seed"] == 0
-    assert result["adapter"]["train_rows"] == len((splits / "train.jsonl").read_text().splitlines())
-    assert result["train_rows"] == 12 and result["test_rows"] == 3 and result["labels"] == 3
-    served = result["served_model"]
-    assert served == "finetuned_gguf_q8_0" and result["quantization"]["chosen"] == "q8_0"  # the only one asked for
-    assert {"majority", "tfidf_logreg", "minilm_logreg", "base_zero_shot", "base_few_shot", "finetuned_hf",
-            f"{served}_free", served} == set(result["models"])
-    assert result["models"][served]["invalid_rate"] == result["models"]["base_zero_shot"]["invalid_rate"] == 0.0
-    assert result["models"]["base_zero_shot"]["rows"] == 3 and result["models"]["finetuned_hf"]["rows"] == 3
-    assert result["stage_seconds"]["lora_adapter"] > 0 and set(result["stage_seconds"]) >= {"eval_report", "baseline_report"}
-    h2h = result["head_to_head"]
-    assert h2h["baseline"] == result["best_baseline"] and h2h["rows"] == 3
-    # a work folder keeps the answers it was imported with: asking for others is refused before anything runs
-    refused = subprocess.run([sys.executable, str(BENCH / "quality.py"), "--data", str(data), "--work", str(tmp_path / "work"),
-                              "--distinct-first-words", "--out", str(tmp_path / "results")],
-                             cwd=tmp_path, capture_output=True, text=True)
-    assert refused.returncode != 0
-    assert "imported with answers as labels, not distinct first words; use another --work folder" in refused.stderr
-
-    # qlora_cuda.py score on this version, its own adapter standing in for one trained on a GPU (train needs CUDA):
+def test_qlora_cuda_benchmark_scores_an_adapter_trained_elsewhere(tmp_path, released_version):
+    # qlora_cuda.py score, the released version's own adapter standing in for one trained on a GPU (train needs CUDA):
     # exported again by hand, it must label every test row as the graph's export did
-    version = tmp_path / "work" / "versions" / "bench_pl4.v1"
+    version = released_version["version"]
     stand_in = tmp_path / "qlora_cuda_train.json"
     stand_in.write_text(json.dumps({"trained": True, "gpu": {"name": "none"}, "libraries": {}, "commit": "x", "machine": {},
                                     "config": {"per_device_train_batch_size": 2}, "probes": [], "qlora": {"train_seconds": 1.0},
                                     "cpu_lora": {}}))
     adapter = tmp_path / "gpu_run" / "adapter"
     shutil.copytree(version / "lora_adapter" / "adapter", adapter)
-    run("qlora_cuda.py", "score", "--version", str(version), "--task", str(tmp_path / "work" / "tasks" / "bench_pl4"),
+    run("qlora_cuda.py", "score", "--version", str(version), "--task", str(released_version["root"] / "tasks" / "tiny"),
         "--adapter", str(adapter), "--train-result", str(stand_in), "--out", str(tmp_path / "results"), cwd=tmp_path)
     scored = json.loads((tmp_path / "results" / "qlora_cuda.json").read_text())
     # The mechanics only: with no GPU here the stand-in is the CPU adapter itself, so comparing the two scores says nothing.
