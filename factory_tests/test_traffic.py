@@ -2,9 +2,18 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import dagster as dg
 import pytest
+import requests
 import yaml
 
 from factory.definitions import defs
@@ -151,3 +160,58 @@ def test_a_new_version_starts_its_roots_and_a_failed_gate_blocks_the_release(tra
     materialised("tiny.v3", gate_passed=True)
     fourth = dg.evaluate_automation_conditions(defs=loaded, instance=traffic_instance, cursor=third.cursor)
     assert "tiny.v3" in fourth.get_requested_partitions(dg.AssetKey("released_model"))
+
+
+SENSORS_AND_SCHEDULES = """{
+  sensorsOrError(repositorySelector: {repositoryLocationName: "factory", repositoryName: "__repository__"}) {
+    ... on Sensors { results { name sensorState { status ticks(limit: 1) { status } } } }
+  }
+  schedulesOrError(repositorySelector: {repositoryLocationName: "factory", repositoryName: "__repository__"}) {
+    ... on Schedules { results { name scheduleState { status } futureTicks(limit: 1) { results { timestamp } } } }
+  }
+  runsOrError(filter: {pipelineName: "traffic_intake"}) { ... on Runs { results { status tags { key value } } } }
+}"""
+
+
+@pytest.mark.slow
+def test_under_make_ui_the_sensors_and_schedule_are_on_and_the_daemon_takes_a_new_log_line(data_root, tmp_path):
+    """`make ui` is `dagster dev -w workspace.yaml`: its webserver lists the sensors and the schedule as running, and its
+    daemon ticks the log sensor, which launches the run that puts a new request line into `production_logs`."""
+    repo = Path(__file__).resolve().parents[1]
+    home = tmp_path / "dagster"
+    home.mkdir()
+    shutil.copy(repo / "dagster.yaml", home / "dagster.yaml")
+    RequestLog(data_root / "traffic" / "tiny" / "logs").append({"type": "request", "id": "r-ui", "input": "Where is my parcel?"})
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = {**os.environ, "DAGSTER_HOME": str(home), "FACTORY_DATA_ROOT": str(data_root)}
+    dev = subprocess.Popen([str(Path(sys.executable).parent / "dagster"), "dev", "-w", str(repo / "workspace.yaml"),
+                            "-h", "127.0.0.1", "-p", str(port)], cwd=repo, env=env, start_new_session=True,
+                           stdout=subprocess.DEVNULL, stderr=(tmp_path / "dagster-dev.log").open("wb"))
+    seen, deadline = {}, time.monotonic() + 240
+    try:
+        while time.monotonic() < deadline:
+            assert dev.poll() is None, (tmp_path / "dagster-dev.log").read_text()[-3000:]
+            try:
+                seen = requests.post(f"http://127.0.0.1:{port}/graphql", json={"query": SENSORS_AND_SCHEDULES},
+                                     timeout=10).json()["data"]
+            except (requests.ConnectionError, requests.Timeout, KeyError, ValueError):
+                seen = {}
+            runs = (seen.get("runsOrError") or {}).get("results", [])
+            if any(run["status"] == "SUCCESS" for run in runs):
+                break
+            time.sleep(2)
+    finally:
+        os.killpg(dev.pid, signal.SIGTERM)
+        dev.wait(timeout=60)
+    sensors = {s["name"]: s["sensorState"] for s in seen["sensorsOrError"]["results"]}
+    assert set(sensors) == {"production_log_sensor", "review_file_sensor", "new_version_sensor", "version_automation"}
+    assert {s["status"] for s in sensors.values()} == {"RUNNING"}
+    assert sensors["production_log_sensor"]["ticks"][0]["status"] == "SUCCESS"
+    (schedule,) = seen["schedulesOrError"]["results"]
+    assert schedule["name"] == "nightly_retrain" and schedule["scheduleState"]["status"] == "RUNNING"
+    assert schedule["futureTicks"]["results"][0]["timestamp"] > time.time()
+    (run,) = seen["runsOrError"]["results"]
+    assert run["status"] == "SUCCESS" and {"key": "dagster/sensor_name", "value": "production_log_sensor"} in run["tags"]
+    assert [r["id"] for r in read_jsonl(data_root / "traffic" / "tiny" / "production_logs.jsonl")] == ["r-ui"]
