@@ -4,7 +4,15 @@ from __future__ import annotations
 import pytest
 
 from factory.lib.errors import DataError
-from factory.lib.review import assign_splits, merge_review, read_review, review_candidates, reviewed_rows, write_review
+from factory.lib.review import (
+    assign_splits,
+    merge_review,
+    read_review,
+    review_candidates,
+    reviewed_rows,
+    unjudged_records,
+    write_review,
+)
 
 
 def request(rid, output, confidence=0.9, abstained=False, text=None, time="2026-12-03T10:00:00"):
@@ -84,3 +92,12 @@ def test_no_text_lands_in_both_splits_and_near_duplicates_train():
             reviewed("r03", near="s-shipping-0"), reviewed("r04")]
     out = {r["request_id"]: r["split"] for r in assign_splits(rows, {}, eval_size=10)}
     assert out == {"r01": "eval", "r02": "eval", "r03": "train", "r04": "eval"}
+
+
+def test_a_review_pass_takes_rows_past_the_last_one_and_earlier_requests_new_feedback_corrects():
+    table = [{"type": "request", "id": "a"}, {"type": "request", "id": "b"}, {"type": "feedback", "request_id": "a", "label": "x"}]
+    assert unjudged_records(table, 0) == table
+    assert unjudged_records(table, 3) == []
+    later = table + [{"type": "request", "id": "c"}, {"type": "feedback", "request_id": "b", "label": "y"}]
+    assert [r.get("id") or r["request_id"] for r in unjudged_records(later, 3)] == ["b", "c", "b"]
+    assert unjudged_records(table, 7) == table  # a rebuilt, shorter table: judged again from the start

@@ -21,6 +21,7 @@ from factory.defs.automation import new_version_sensor, nightly_retrain, product
 from factory.integrations.request_log import RequestLog, log_files
 from factory.integrations.storage import FactoryStorage
 from factory.lib.files import read_jsonl, write_jsonl
+from factory.lib.review import write_review
 
 
 @pytest.fixture
@@ -215,3 +216,53 @@ def test_under_make_ui_the_sensors_and_schedule_are_on_and_the_daemon_takes_a_ne
     (run,) = seen["runsOrError"]["results"]
     assert run["status"] == "SUCCESS" and {"key": "dagster/sensor_name", "value": "production_log_sensor"} in run["tags"]
     assert [r["id"] for r in read_jsonl(data_root / "traffic" / "tiny" / "production_logs.jsonl")] == ["r-ui"]
+
+
+def test_each_review_pass_judges_only_new_log_rows_and_embeds_the_training_rows_once(released_version, tmp_path, model_cache,
+                                                                                      monkeypatch):
+    from factory.defs.resources import factory_resources
+    from factory.defs.traffic.review_queue import review_queue
+    from factory.integrations.resources import Embedder
+    from factory.lib.review import read_review
+    from factory_tests.conftest import clone_data_root
+
+    root = clone_data_root(released_version["root"], tmp_path / "data")
+    encoded: list[int] = []
+    encode = Embedder.encode
+    monkeypatch.setattr(Embedder, "encode", lambda self, texts, model=None: encoded.append(len(texts)) or encode(self, texts, model))
+    train_rows = len(read_jsonl(root / "versions" / "tiny.v1" / "dataset_splits" / "train.jsonl"))
+    table = root / "traffic" / "tiny" / "production_logs.jsonl"
+
+    def request(rid, text, label, confidence):
+        return {"type": "request", "id": rid, "input": text, "output": label, "confidence": confidence,
+                "model_version": "tiny.v1", "time": "2026-12-03T00:00:00Z", "abstained": False}
+
+    def review_pass():
+        encoded.clear()
+        with dg.instance_for_test() as instance:
+            instance.add_dynamic_partitions("served_task", ["tiny"])
+            result = dg.materialize([review_queue], partition_key="tiny", instance=instance,
+                                    resources=factory_resources(str(root), str(model_cache)))
+        assert result.success
+        meta = result.asset_materializations_for_node("review_queue")[0].metadata
+        return meta["log_rows_judged"].value, {r["request_id"]: r for r in read_review(root / "traffic" / "tiny" / "review.csv")}
+
+    rows = [request("r1", "My parcel never came.", "shipping", 0.95), request("r2", "Charged twice!", "billing", 0.3),
+            request("r3", "Cannot log in.", "login", 0.9)]
+    write_jsonl(table, rows)
+    judged, review = review_pass()
+    assert judged == 3 and "r2" in review and "r1" not in review
+    assert encoded[0] == train_rows and sum(encoded[1:]) <= 3 + len(review)  # the training rows, then the requests
+
+    # New traffic, and a late correction of r1 (confident and not in the file): only those rows are judged again.
+    review["r2"]["correct_label"], review["r2"]["reviewed"] = "billing", "yes"
+    write_review(root / "traffic" / "tiny" / "review.csv", list(review.values()))
+    rows += [request("r4", "Where is my refund?", "billing", 0.2), {"type": "feedback", "request_id": "r1", "label": "login"}]
+    write_jsonl(table, rows)
+    judged, review = review_pass()
+    assert judged == 3 and train_rows not in encoded and sum(encoded) <= 2 + 2  # r1 and r4: baseline, then near-duplicates
+    assert review["r1"]["reasons"].split()[0] == "corrected" and review["r1"]["correct_label"] == "login"
+    assert review["r2"]["reviewed"] == "yes" and "r4" in review  # a person's edit kept, the new request added
+
+    judged, again = review_pass()
+    assert judged == 0 and encoded == [] and again == review

@@ -22,6 +22,16 @@ def latest_feedback(records: list[dict]) -> dict[str, str]:
     return {r["request_id"]: r["label"] for r in records if r.get("type") == "feedback"}
 
 
+def unjudged_records(records: list[dict], judged: int) -> list[dict]:
+    """What a review pass has not looked at yet: the log table's rows past the first `judged` (the table only grows),
+    and the earlier requests that new feedback refers to, so a late correction still reaches the review file."""
+    if judged > len(records):  # the table was rebuilt: judge it all again (merging into the review file is idempotent)
+        judged = 0
+    new = records[judged:]
+    corrected = {r.get("request_id") for r in new if r.get("type") == "feedback"}
+    return [r for r in records[:judged] if r.get("type") == "request" and r.get("id") in corrected] + new
+
+
 def review_candidates(records: list[dict], review_below: float, baseline: dict[str, str] | None = None) -> list[dict]:
     """Requests worth a human look, each with why: corrected through feedback, abstained, low confidence, or answered
     differently by the best baseline (`baseline`: request id -> its label)."""

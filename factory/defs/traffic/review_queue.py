@@ -9,8 +9,8 @@ from factory.integrations.resources import Embedder
 from factory.integrations.storage import FactoryStorage
 from factory.integrations.tracking import MlflowTracker
 from factory.lib.baselines import classical_predictors
-from factory.lib.files import read_jsonl
-from factory.lib.review import merge_review, read_review, review_candidates, write_review
+from factory.lib.files import read_jsonl, sha256_file, write_json
+from factory.lib.review import merge_review, read_review, review_candidates, unjudged_records, write_review
 from factory.lib.task import load_task
 
 
@@ -25,11 +25,16 @@ def review_queue(context: dg.AssetExecutionContext, config: ReviewConfig, storag
                  tracker: MlflowTracker) -> dg.MaterializeResult:
     """`review.csv`, the requests worth a person's look (corrected through feedback, abstained, low confidence, or
     answered otherwise by the best baseline of the champion's run), each with the model's answer, any correction and the
-    training row it nearly duplicates; a person fills `correct_label` and `reviewed`, and their edits are kept."""
+    training row it nearly duplicates; a person fills `correct_label` and `reviewed`, and their edits are kept.
+    Each pass judges only the log rows the last one did not (and requests new feedback corrects): its cost follows the
+    new traffic, not the log's size."""
     name = context.partition_key
     task = load_task(storage.task_dir(name))
     folder = storage.traffic_dir(name)
-    records = read_jsonl(folder / "production_logs.jsonl")
+    table = read_jsonl(folder / "production_logs.jsonl")
+    progress = folder / "review_progress.json"
+    judged = json.loads(progress.read_text())["judged_rows"] if progress.exists() else 0
+    records = unjudged_records(table, judged)
     requests = [r for r in records if r.get("type") == "request"]
     champion = tracker.champion(name)
     train = (read_jsonl(storage.asset_dir(champion["dagster.partition"], "dataset_splits") / "train.jsonl")
@@ -39,7 +44,7 @@ def review_queue(context: dg.AssetExecutionContext, config: ReviewConfig, storag
         encoder = embedder.load()
         report = json.loads((storage.asset_dir(champion["dagster.partition"], "eval_report") / "report.json").read_text())
         best = report.get("best_baseline") if report.get("best_baseline") in ("tfidf_logreg", "minilm_logreg") else "minilm_logreg"
-        train_embeddings = embedder.encode([r["text"] for r in train], encoder)
+        train_embeddings = _train_embeddings(folder, champion["dagster.partition"], storage, train, embedder, encoder)
         predictors = classical_predictors([r["text"] for r in train], [r["target"] for r in train], train_embeddings,
                                           lambda texts: embedder.encode(texts, encoder))
         labels, _ = predictors[best]([r.get("input", "") for r in requests])
@@ -54,12 +59,27 @@ def review_queue(context: dg.AssetExecutionContext, config: ReviewConfig, storag
     before = read_review(path)
     rows = merge_review(before, candidates)
     write_review(path, rows)
+    write_json(progress, {"judged_rows": len(table)})  # after the review file: a pass cut short is judged again
     reasons = [reason for row in rows for reason in row["reasons"].split()]
     return dg.MaterializeResult(metadata={
-        "dagster/row_count": len(rows), "new_rows": len(rows) - len(before),
+        "dagster/row_count": len(rows), "new_rows": len(rows) - len(before), "log_rows_judged": len(records),
         "awaiting_review": sum(not row["reviewed"] for row in rows),
         "reasons": dg.MetadataValue.json({r: reasons.count(r) for r in sorted(set(reasons))}),
         "baseline": best or "none (no released model yet)",
         "champion": champion["dagster.partition"] if champion else "none",
         "path": dg.MetadataValue.path(str(path)),
     })
+
+
+def _train_embeddings(folder, partition: str, storage: FactoryStorage, train: list[dict], embedder: Embedder, encoder):
+    """The champion's training rows embedded once per champion (and training file), not on every pass."""
+    train_file = storage.asset_dir(partition, "dataset_splits") / "train.jsonl"
+    cached = folder / ".review_cache" / f"{partition}-{sha256_file(train_file)[:16]}.npy"
+    if cached.exists():
+        return np.load(cached)
+    embeddings = embedder.encode([r["text"] for r in train], encoder)
+    cached.parent.mkdir(exist_ok=True)
+    scratch = cached.with_suffix(".partial.npy")
+    np.save(scratch, embeddings)
+    scratch.replace(cached)
+    return embeddings
