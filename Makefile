@@ -62,7 +62,7 @@ demo: install
 
 test: install
 	$(VENV)/bin/ruff check factory factory_tests bench
-	$(PY) -m pytest -q factory_tests
+	$(PY) -m pytest -q --durations=15 factory_tests
 
 ui: install
 	$(VENV)/bin/dagster dev -w workspace.yaml
