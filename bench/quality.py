@@ -133,6 +133,8 @@ def main(argv: list[str] | None = None) -> dict:
     if args.version:
         key, regime = args.version, args.version
         task_dir = work / "tasks" / parse_version_key(key)[0]
+        if not (work / "versions" / key / "eval_report" / "report.json").exists():
+            raise SystemExit(f"{work / 'versions' / key}: no eval report; run the version first (`factory run {key}`)")
         recipe = json.loads((work / "versions" / key / "training_recipe" / "source.json").read_text())["recipe"]
         made = {}
     else:

@@ -75,6 +75,9 @@ def test_quality_benchmark_runs_a_valid_config_and_keeps_a_work_folders_answers(
     both = subprocess.run([sys.executable, str(BENCH / "quality.py"), "--data", str(data), "--version", "bench_full.v1"],
                           cwd=tmp_path, capture_output=True, text=True)
     assert both.returncode == 2 and "give --data (import and run) or --version" in both.stderr
+    unrun = subprocess.run([sys.executable, str(BENCH / "quality.py"), "--work", str(work), "--version", "bench_full.v1"],
+                           cwd=tmp_path, capture_output=True, text=True)
+    assert unrun.returncode == 1 and "bench_full.v1: no eval report; run the version first" in unrun.stderr
 
 
 @pytest.mark.slow
