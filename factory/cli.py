@@ -97,6 +97,8 @@ def print_summary(key: str, seconds: float) -> None:
         print(f"Champion:    {release['registered_model']} version {release['version']} (alias champion)\n"
               f"GGUF:        {released / release['gguf']}\nModel card:  {released / 'MODEL_CARD.md'}\n"
               f"Modelfile:   {released / 'Modelfile'}")
+    elif failed:
+        print(f"Champion:    unchanged: the failed gates kept {key} from release (no model card or Modelfile for it)")
     print(f"MLflow:      make mlflow, then http://127.0.0.1:5000 (runs tagged dagster.partition={key})\n"
           f"Dagster UI:  make ui, then http://127.0.0.1:3000 (partition {key})")
 

@@ -54,6 +54,7 @@ def test_a_failed_gate_blocks_the_release_and_the_command_exits_3(strict_copy, c
     report = json.loads((strict_copy / "versions" / "tiny.v1" / "eval_report" / "report.json").read_text())
     failed = failed_gates(report["release_gates"])
     assert f"Release gates: FAILED: {', '.join(failed)}\n" in err.out
+    assert "Champion:    unchanged: the failed gates kept tiny.v1 from release" in err.out
     assert any(gate.startswith("min_test_macro_f1 (") and gate.endswith(" vs 1.01)") for gate in failed)
     assert not report["release_gates"]["min_test_macro_f1"]["passed"]
     assert report["release_gates"]["beat_best_baseline"]["baseline"] == report["best_baseline"]
