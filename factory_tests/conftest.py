@@ -201,3 +201,12 @@ def clone_data_root(source: Path, target: Path) -> Path:
 
     shutil.copytree(source, target, copy_function=link_or_copy)
     return target
+
+
+def free_port() -> int:
+    """A loopback port nothing listens on now."""
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]

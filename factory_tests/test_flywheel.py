@@ -2,7 +2,6 @@
 review, the production eval set, a new version trained and gated, and the server moving to the new champion."""
 from __future__ import annotations
 
-import socket
 import threading
 import time
 
@@ -19,17 +18,11 @@ from factory.lib.files import read_jsonl
 from factory.lib.review import read_review, write_review
 from factory.pipeline import failed_checks, materialize_version
 from factory.serve.app import ServeSettings, create_app
-from factory_tests.conftest import clone_data_root
+from factory_tests.conftest import clone_data_root, free_port
 
 LABELS = ["billing", "shipping", "login"]
 TRAFFIC = ["I was charged two times for the same order.", "My parcel never came.", "I can't get into my account.",
            "Why did my bill go up this month?", "Tracking says delivered but nothing here.", "Reset code never arrives."]
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def set_task(root, **changes) -> None:

@@ -5,7 +5,6 @@ import datetime as dt
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -22,6 +21,7 @@ from factory.integrations.request_log import RequestLog, log_files
 from factory.integrations.storage import FactoryStorage
 from factory.lib.files import read_jsonl, write_jsonl
 from factory.lib.review import write_review
+from factory_tests.conftest import free_port
 
 
 @pytest.fixture
@@ -183,9 +183,7 @@ def test_under_make_ui_the_sensors_and_schedule_are_on_and_the_daemon_takes_a_ne
     home.mkdir()
     shutil.copy(repo / "dagster.yaml", home / "dagster.yaml")
     RequestLog(data_root / "traffic" / "tiny" / "logs").append({"type": "request", "id": "r-ui", "input": "Where is my parcel?"})
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()
     env = {**os.environ, "DAGSTER_HOME": str(home), "FACTORY_DATA_ROOT": str(data_root)}
     dev = subprocess.Popen([str(Path(sys.executable).parent / "dagster"), "dev", "-w", str(repo / "workspace.yaml"),
                             "-h", "127.0.0.1", "-p", str(port)], cwd=repo, env=env, start_new_session=True,
