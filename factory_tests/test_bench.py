@@ -131,7 +131,7 @@ def test_tables_render_every_committed_result(tmp_path):
 
 
 @pytest.mark.slow
-def test_training_step_benchmark_compares_lm_heads_and_precisions(tmp_path, tiny_task, resources):
+def test_training_step_benchmark_compares_lm_heads_and_precisions(tmp_path, tiny_task, resources, monkeypatch):
     rows = tmp_path / "train.jsonl"
     rows.write_text("".join(json.dumps({"id": f"{lab}-{i}", "text": t, "target": lab}) + "\n"
                             for lab, texts in TINY_SEEDS.items() for i, t in enumerate(texts)))
@@ -144,11 +144,14 @@ def test_training_step_benchmark_compares_lm_heads_and_precisions(tmp_path, tiny
     result = json.loads((tmp_path / "results" / "training_step.json").read_text())
     assert set(result["modes"]) == {"every_position", "answer_only"} and result["speedup"] > 0
     assert all(len(m["runs"]) == 1 and m["runs"][0]["steps"] == 1 for m in result["modes"].values())
-    run("training_step.py", "--sft-config", str(config), "--steps", "1", "--repeats", "1", "--compare", "precision",
-        "--name", "precision", "--out", str(tmp_path / "results"), cwd=tmp_path)
-    modes = json.loads((tmp_path / "results" / "precision.json").read_text())["modes"]
+    # `--compare precision` runs the same workers with another setting (here in this process, already importing torch):
     # the trainer reports the precision it ran at, so a setting that did not reach it fails here
-    assert {name: m["runs"][0]["precision"] for name, m in modes.items()} == {"fp32": "fp32", "bf16": "bf16"}
+    monkeypatch.syspath_prepend(str(BENCH))
+    spec = importlib.util.spec_from_file_location("training_step", BENCH / "training_step.py")
+    training_step = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(training_step)
+    assert {mode: training_step.worker(str(config), mode, 1)["precision"]
+            for mode in training_step.COMPARISONS["precision"]} == {"fp32": "fp32", "bf16": "bf16"}
 
 
 def test_install_benchmark_times_each_makefile_step(tmp_path):

@@ -47,6 +47,7 @@ def test_a_failed_gate_blocks_the_release_and_the_command_exits_3(strict_copy, c
     from mlflow.tracking import MlflowClient
 
     from factory.cli import instance, run_version
+    from factory.pipeline import materialize_version
 
     assert run_version("tiny.v1", None, assets=("eval_report", "released_model")) == 3
     err = capsys.readouterr()
@@ -58,6 +59,9 @@ def test_a_failed_gate_blocks_the_release_and_the_command_exits_3(strict_copy, c
     assert any(gate.startswith("min_test_macro_f1 (") and gate.endswith(" vs 1.01)") for gate in failed)
     assert not report["release_gates"]["min_test_macro_f1"]["passed"]
     assert report["release_gates"]["beat_best_baseline"]["baseline"] == report["best_baseline"]
+    # Asked for on its own (as automation may, test_traffic), the release re-reads its version's gates and refuses.
+    with pytest.raises(dg.Failure, match=r"tiny.v1: release gates failed: .*min_test_macro_f1 \(\S+ vs 1.01\)"):
+        materialize_version("tiny.v1", instance(), assets=("released_model",))
     assert not (strict_copy / "versions" / "tiny.v1" / "released_model").exists()
     assert instance().get_latest_materialization_event(dg.AssetKey("released_model")) is None
     assert instance().get_latest_materialization_event(dg.AssetKey("eval_report")) is not None

