@@ -116,8 +116,9 @@ def test_served_traffic_becomes_a_gated_new_champion(released_version, tmp_path,
             # the release.
             before_release = tuple(a.key.to_user_string() for a in loaded.assets
                                    if a.partitions_def == dataset_versions and a.key != dg.AssetKey("released_model"))
-            one_quantization = {"ops": {"gguf_model": {"config": {"quantizations": ["q8_0"]}}}}
-            result = materialize_version("tiny.v2", instance, resources=resources, run_config=one_quantization,
+            smaller = {"ops": {"gguf_model": {"config": {"quantizations": ["q8_0"]}},
+                               "baseline_report": {"config": {"base_model_rows": 1}}}}
+            result = materialize_version("tiny.v2", instance, resources=resources, run_config=smaller,
                                          assets=before_release)
             assert result.success and failed_checks(result) == []
             assert tracker.champion("tiny")["dagster.partition"] == "tiny.v1"
