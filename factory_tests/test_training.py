@@ -1,4 +1,6 @@
 """Tier 4: the training script's full fine-tune on the real packaged model, a few steps, through export."""
+import json
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -221,3 +223,34 @@ def test_training_stops_when_dev_macro_f1_stops_improving(tmp_path, tiny_task, r
                      dev_file=_write_dev(tiny_task, tmp_path / "dev.jsonl"))
     summary = sft.main(config, log=lambda _: None)
     assert summary["steps"] == 4 and summary["best_step"] == 2
+
+
+@dataclass
+class _Step:
+    output_dir: str
+    fail: bool = False
+
+
+def _step(config: _Step, log) -> dict:
+    if config.fail:
+        raise ValueError(f"cannot write {config.output_dir}")
+    log(f"wrote {config.output_dir}")
+    return {"output_dir": config.output_dir}
+
+
+def test_one_script_process_runs_several_configs_in_turn_and_names_the_one_that_failed(tmp_path, capsys):
+    from factory.training.cli import error_path, run
+
+    paths = []
+    for name, fail in (("a", False), ("b", True), ("c", False)):
+        paths.append(tmp_path / f"{name}.json")
+        paths[-1].write_text(json.dumps({"output_dir": name, "fail": fail}))
+        error_path(paths[-1]).write_text("left by an earlier run")
+    assert run(_step, _Step, ["--config", str(paths[0]), "--config", str(paths[2])]) == [{"output_dir": "a"}, {"output_dir": "c"}]
+    assert not any(error_path(p).exists() for p in paths[::2])
+    with pytest.raises(ValueError, match="cannot write b"):
+        run(_step, _Step, [a for p in paths for a in ("--config", str(p))])
+    assert "ValueError: cannot write b" in error_path(paths[1]).read_text()
+    assert not error_path(paths[0]).exists() and not error_path(paths[2]).exists()
+    printed = capsys.readouterr().out.splitlines()
+    assert [json.loads(line)["output_dir"] for line in printed] == ["a", "c", "a"]  # c never ran after b failed

@@ -70,20 +70,26 @@ class TrainingScripts(dg.ConfigurableResource):
     python: str = Field(default=sys.executable, description="interpreter that runs the scripts")
 
     def run(self, context: dg.AssetExecutionContext, module: str, config, workdir: Path) -> dict:
+        return self.run_each(context, module, [config], workdir)[0]
+
+    def run_each(self, context: dg.AssetExecutionContext, module: str, configs: list, workdir: Path) -> list[dict]:
+        """One process for several configs of one script, in order: its start-up and imports are paid once."""
         workdir.mkdir(parents=True, exist_ok=True)
-        # Named after the output folder: steps running at once (baselines beside training) never share a config file.
-        output = Path(config.output_dir)
-        config_path = workdir / f"{module.rsplit('.', 1)[-1]}-{output.parent.name}-{output.name}.json"
-        config_path.write_text(json.dumps(asdict(config), indent=2), encoding="utf-8")
+        paths = []
+        for config in configs:
+            # Named after the output folder: steps running at once (baselines beside training) never share a config file.
+            output = Path(config.output_dir)
+            paths.append(workdir / f"{module.rsplit('.', 1)[-1]}-{output.parent.name}-{output.name}.json")
+            paths[-1].write_text(json.dumps(asdict(config), indent=2), encoding="utf-8")
         try:
             dg.PipesSubprocessClient().run(
-                context=context, command=[self.python, "-m", module, "--config", str(config_path)]
+                context=context, command=[self.python, "-m", module, *(a for p in paths for a in ("--config", str(p)))]
             )
         except DagsterPipesExecutionError:
-            error = error_path(config_path)
-            if not error.exists():
+            failed = next((p for p in paths if error_path(p).exists()), None)
+            if failed is None:
                 raise
-            trace = error.read_text(encoding="utf-8")
-            raise dg.Failure(description=f"{module} failed: {trace.strip().splitlines()[-1]} (config {config_path})",
+            trace = error_path(failed).read_text(encoding="utf-8")
+            raise dg.Failure(description=f"{module} failed: {trace.strip().splitlines()[-1]} (config {failed})",
                              metadata={"traceback": dg.MetadataValue.text(trace)}) from None
-        return json.loads((Path(config.output_dir) / "summary.json").read_text())
+        return [json.loads((Path(config.output_dir) / "summary.json").read_text()) for config in configs]

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import sys
@@ -26,22 +27,27 @@ def error_path(config_path: str | Path) -> Path:
     return Path(config_path).with_suffix(".error.txt")
 
 
-def run(main: Callable[..., dict], config_cls: type, argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(description=(main.__doc__ or "").strip().splitlines()[0])
-    parser.add_argument("--config", required=True, help="JSON file with the fields of " + config_cls.__name__)
+def run(main: Callable[..., dict], config_cls: type, argv: list[str] | None = None) -> list[dict]:
+    parser = argparse.ArgumentParser(description=(main.__doc__ or "").strip().partition("\n")[0])
+    parser.add_argument("--config", required=True, action="append",
+                        help="JSON file with the fields of " + config_cls.__name__ + "; repeat it to run several in turn")
     args = parser.parse_args(argv)
-    config = load_config(config_cls, args.config)
-    error_file = error_path(args.config)
-    error_file.unlink(missing_ok=True)
-    try:
+    configs = [(path, load_config(config_cls, path)) for path in args.config]
+    for path, _ in configs:
+        error_path(path).unlink(missing_ok=True)
+    with contextlib.ExitStack() as stack:
         if PipesEnvVarParamsLoader().is_dagster_pipes_process():
-            with open_dagster_pipes() as pipes:
-                summary = main(config, log=pipes.log.info)
+            log = stack.enter_context(open_dagster_pipes()).log.info
         else:
-            summary = main(config, log=lambda msg: print(msg, file=sys.stderr, flush=True))
-    except Exception:
-        # Beside the config, so the launching asset can fail with the script's own words, not only an exit code.
-        error_file.write_text(traceback.format_exc(), encoding="utf-8")
-        raise
-    print(json.dumps(summary, default=str))
-    return summary
+            def log(msg):
+                print(msg, file=sys.stderr, flush=True)
+        summaries = []
+        for path, config in configs:
+            try:
+                summaries.append(main(config, log=log))
+            except Exception:
+                # Beside the config, so the launching asset can fail with the script's own words, not only an exit code.
+                error_path(path).write_text(traceback.format_exc(), encoding="utf-8")
+                raise
+            print(json.dumps(summaries[-1], default=str), flush=True)
+    return summaries

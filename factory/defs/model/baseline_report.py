@@ -53,11 +53,12 @@ def baseline_report(
         few_shot = few_shot_prompts(prompt, test_embeddings, train_embeddings, train, contract.render, config.few_shot_examples)
         few_shot_file = write_jsonl(folder / "inputs" / "test-few-shot.jsonl",
                                     [{**r, "system_prompt": p} for r, p in zip(sets["test"], few_shot)])
-        for name, files in (("base_zero_shot", {"test": str(storage.asset_dir(key, "eval_sets") / "test.jsonl")}),
-                            ("base_few_shot", {"test": str(few_shot_file)})):
-            models[name] = scripts.run(context, "factory.training.evaluate", EvalConfig(
-                model=str(gguf), task_dir=str(task.folder), eval_files=files, system_prompt=prompt,
-                limit=config.base_model_rows, output_dir=str(folder / name)), storage.asset_dir(key, "_configs"))["sets"]
+        inputs = {"base_zero_shot": str(storage.asset_dir(key, "eval_sets") / "test.jsonl"), "base_few_shot": str(few_shot_file)}
+        scored = scripts.run_each(context, "factory.training.evaluate", [EvalConfig(
+            model=str(gguf), task_dir=str(task.folder), eval_files={"test": file}, system_prompt=prompt,
+            limit=config.base_model_rows, output_dir=str(folder / name)) for name, file in inputs.items()],
+            storage.asset_dir(key, "_configs"))
+        models.update({name: result["sets"] for name, result in zip(inputs, scored)})
     if reference_model.configured:
         models["reference_model"] = _reference_scores(reference_model, task, contract, sets["test"], config.reference_rows, folder)
     else:

@@ -33,11 +33,12 @@ def gguf_model(
     configs = storage.asset_dir(key, "_configs")
     with tracker.run(context, {"quantizations": ",".join(config.quantizations), "tolerance": config.tolerance}) as run:
         summary = scripts.run(context, "factory.training.export_gguf", export, configs)
-        dev_scores = {kind: headline(scripts.run(context, "factory.training.evaluate", EvalConfig(
-            model=str(folder / info["file"]), task_dir=str(storage.task_for(key).folder),
+        kinds = list(summary["files"])
+        scored = scripts.run_each(context, "factory.training.evaluate", [EvalConfig(
+            model=str(folder / summary["files"][kind]["file"]), task_dir=str(storage.task_for(key).folder),
             eval_files={"dev": str(storage.asset_dir(key, "eval_sets") / "dev.jsonl")},
-            output_dir=str(storage.asset_dir(key, "_quantization_dev") / kind)), configs)["sets"]["dev"])
-            for kind, info in summary["files"].items()}
+            output_dir=str(storage.asset_dir(key, "_quantization_dev") / kind)) for kind in kinds], configs)
+        dev_scores = {kind: headline(result["sets"]["dev"]) for kind, result in zip(kinds, scored)}
         choice = choose_quantization(dev_scores, {k: v["bytes"] for k, v in summary["files"].items()}, config.tolerance)
         write_json(folder / "choice.json", choice)
         for kind, info in summary["files"].items():
