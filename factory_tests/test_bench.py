@@ -18,6 +18,15 @@ def run(script: str, *args: str, cwd: Path) -> None:
     subprocess.run([sys.executable, str(BENCH / script), *args], cwd=cwd, check=True)
 
 
+def bench_module(name: str, monkeypatch):
+    """A bench script imported as when run: its folder first on the path."""
+    monkeypatch.syspath_prepend(str(BENCH))
+    spec = importlib.util.spec_from_file_location(name, BENCH / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def test_quality_benchmark_reads_the_report_of_a_version_already_run(tmp_path, released_version):
     # Importing and running a version is `factory task import`, `version new` and `factory run --config` (the session's
     # released version came from the last two); this reads the version as a Banking77 run's is read.
@@ -45,10 +54,7 @@ def test_quality_benchmark_runs_a_valid_config_and_keeps_a_work_folders_answers(
     from factory.cli import main
     from factory.definitions import defs
 
-    monkeypatch.syspath_prepend(str(BENCH))  # as when run as a script: its folder first on the path
-    spec = importlib.util.spec_from_file_location("quality", BENCH / "quality.py")
-    quality = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(quality)
+    quality = bench_module("quality", monkeypatch)
     args = argparse.Namespace(quantizations="q8_0,q4_k_m", base_rows=3, hf_rows=3, variants_per_seed=0,
                               validation_fraction=0.0, seed=0)
     job = defs().resolve_job_def("factory_pipeline")
@@ -146,10 +152,7 @@ def test_training_step_benchmark_compares_lm_heads_and_precisions(tmp_path, tiny
     assert all(len(m["runs"]) == 1 and m["runs"][0]["steps"] == 1 for m in result["modes"].values())
     # `--compare precision` runs the same workers with another setting (here in this process, already importing torch):
     # the trainer reports the precision it ran at, so a setting that did not reach it fails here
-    monkeypatch.syspath_prepend(str(BENCH))
-    spec = importlib.util.spec_from_file_location("training_step", BENCH / "training_step.py")
-    training_step = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(training_step)
+    training_step = bench_module("training_step", monkeypatch)
     assert {mode: training_step.worker(str(config), mode, 1)["precision"]
             for mode in training_step.COMPARISONS["precision"]} == {"fp32": "fp32", "bf16": "bf16"}
 

@@ -56,11 +56,11 @@ def converter_path(configured: str = "") -> Path:
     return path
 
 
-def merge(base_model_dir: str, adapter_dir: str | None, out_dir: Path) -> None:
+def merge(base_model_dir: str, adapter_dir: str, out_dir: Path) -> None:
     from transformers import AutoTokenizer
 
     load_finetuned(base_model_dir, adapter_dir).save_pretrained(out_dir)
-    AutoTokenizer.from_pretrained(adapter_dir or base_model_dir).save_pretrained(out_dir)
+    AutoTokenizer.from_pretrained(adapter_dir).save_pretrained(out_dir)
 
 
 def quantize(source: Path, target: Path, kind: str, threads: int) -> None:

@@ -50,7 +50,7 @@ def eval_report(
     files = {p.stem: str(p) for p in sorted(eval_dir.glob("*.jsonl")) if read_jsonl(p)}
     served = f"finetuned_gguf_{kind}"
 
-    def run(name: str, model: str, sets: dict, **options) -> EvalConfig:
+    def eval_config(name: str, model: str, sets: dict, **options) -> EvalConfig:
         return EvalConfig(model=model, task_dir=str(task.folder), eval_files=sets, output_dir=str(folder / name), **options)
 
     models = json.loads((storage.asset_dir(key, "baseline_report") / "report.json").read_text())
@@ -59,14 +59,14 @@ def eval_report(
     configs = storage.asset_dir(key, "_configs")
     previous = None
     if champion and champion.get("dagster.partition") != key and Path(champion.get("gguf_path", "")).exists():
-        previous = scripts.run(context, "factory.training.evaluate", run(
+        previous = scripts.run(context, "factory.training.evaluate", eval_config(
             "previous_release", champion["gguf_path"], {"test": files["test"]}), configs)["sets"]["test"]
         baselines["previous_release"] = {"test": previous}
     # One process for the served GGUF's two passes, served first: a process's peak memory is what the report shows.
     served_sets, free_sets = (r["sets"] for r in scripts.run_each(context, "factory.training.evaluate", [
-        run(served, str(gguf), files, limit=config.gguf_limit),
-        run(f"{served}_free", str(gguf), {"test": files["test"]}, decoding="free", limit=config.free_limit)], configs))
-    hf = scripts.run(context, "factory.training.evaluate", run(
+        eval_config(served, str(gguf), files, limit=config.gguf_limit),
+        eval_config(f"{served}_free", str(gguf), {"test": files["test"]}, decoding="free", limit=config.free_limit)], configs))
+    hf = scripts.run(context, "factory.training.evaluate", eval_config(
         "finetuned_hf", str(base_model.hf_dir()), {"test": files["test"]}, decoding="free",
         adapter_dir=str(storage.asset_dir(key, "lora_adapter") / "adapter"), limit=config.hf_limit), configs)["sets"]
     models = {**baselines, "finetuned_hf": hf, f"{served}_free": free_sets, served: served_sets}
