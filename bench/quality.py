@@ -31,8 +31,9 @@ from factory.lib.task import load_task  # noqa: E402
 from factory.lib.versions import parse_version_key  # noqa: E402
 
 
-def subsample(task_dir: Path, out_dir: Path, per_label: int | None, rows: int | None, seed: int) -> Path:
-    """A copy of the task whose seeds keep per_label rows of each label (or `rows` in all, stratified)."""
+def subsample(task_dir: Path, out_dir: Path, per_label: int | None, rows: int | None, seed: int, unlabeled: bool = False) -> Path:
+    """A copy of the task whose seeds keep per_label rows of each label (or `rows` in all, stratified); with `unlabeled`,
+    the other training rows' texts, without their labels, become the task's unlabeled.jsonl."""
     task = load_task(task_dir)
     seeds = load_examples(task.path("seeds"), task.build_contract(), "seed")
     by_label = defaultdict(list)
@@ -51,6 +52,9 @@ def subsample(task_dir: Path, out_dir: Path, per_label: int | None, rows: int | 
     spec = (out_dir / "task.yaml").read_text().replace(f"name: {task.name}", f"name: {out_dir.name}")
     (out_dir / "task.yaml").write_text(spec)
     write_jsonl(out_dir / "seeds.jsonl", [{"id": r["id"], "text": r["text"], "label": r["target"]} for r in kept])
+    if unlabeled:
+        kept_ids = {r["id"] for r in kept}
+        write_jsonl(out_dir / "unlabeled.jsonl", [{"id": r["id"], "text": r["text"]} for r in seeds if r["id"] not in kept_ids])
     return out_dir
 
 
@@ -75,7 +79,8 @@ def make_version(args: argparse.Namespace, work: Path, env: dict) -> tuple[Path,
     elif (imported := answer_style(full)) != style:
         raise SystemExit(f"{full} was imported with answers as {imported}, not {style}; use another --work folder")
     regime = f"pl{args.train_per_label}" if args.train_per_label else (f"r{args.train_rows}" if args.train_rows else "all")
-    task_dir = subsample(full, tasks / f"bench_{regime}", args.train_per_label, args.train_rows, args.seed) \
+    task_dir = subsample(full, tasks / f"bench_{regime}", args.train_per_label, args.train_rows, args.seed,
+                         unlabeled=args.pseudo_labels_per_label > 0) \
         if regime != "all" else full
     key = f"{task_dir.name}.v1"
     config = work / f"{task_dir.name}-run.yaml"
@@ -96,7 +101,8 @@ def run_config(args: argparse.Namespace) -> dict:
         "gguf_model": {"config": {"quantizations": args.quantizations.split(",")}},
         "baseline_report": {"config": {"base_model_rows": args.base_rows}},
         "eval_report": {"config": {"hf_limit": args.hf_rows}},
-        "generated_examples": {"config": {"variants_per_seed": args.variants_per_seed}},
+        "generated_examples": {"config": {"variants_per_seed": args.variants_per_seed,
+                                          "pseudo_labels_per_label": args.pseudo_labels_per_label}},
         "dataset_splits": {"config": {"validation_fraction": args.validation_fraction, "seed": args.seed}}}}
 
 
@@ -112,6 +118,9 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--quantizations", default="q8_0,q5_k_m,q4_k_m", help="exported and chosen between on dev")
     parser.add_argument("--variants-per-seed", type=int, default=0,
                         help="production-format variants per row; 0 by default: the augmenter makes emails, not chat messages")
+    parser.add_argument("--pseudo-labels-per-label", type=int, default=0,
+                        help="self-training: the training rows left out, without labels, become the task's unlabeled "
+                             "texts; MiniLM + LR fit on the kept rows labels this many a label (the most confident)")
     parser.add_argument("--base-rows", type=int, default=400, help="test rows the base model answers (zero- and few-shot)")
     parser.add_argument("--hf-rows", type=int, default=200, help="test rows scored with transformers before export")
     parser.add_argument("--validation-fraction", type=float, default=0.1,
@@ -140,7 +149,7 @@ def main(argv: list[str] | None = None) -> dict:
     else:
         task_dir, key, regime = make_version(args, work, {"FACTORY_DATA_ROOT": str(work), "DAGSTER_HOME": str(work / "dagster")})
         recipe = args.recipe
-        made = {"seed": args.seed, "variants_per_seed": args.variants_per_seed, "validation_fraction": args.validation_fraction,
+        made = {"seed": args.seed, "variants_per_seed": args.variants_per_seed, "pseudo_labels_per_label": args.pseudo_labels_per_label, "validation_fraction": args.validation_fraction,
                 "run_config": run_config(args), "command_seconds": time.perf_counter() - started}
     style = answer_style(task_dir)
     version = work / "versions" / key

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from factory.lib.files import read_jsonl
 from factory_tests.conftest import TINY_EVAL, TINY_SEEDS
 
 BENCH = Path(__file__).resolve().parents[1] / "bench"
@@ -56,7 +57,7 @@ def test_quality_benchmark_runs_a_valid_config_and_keeps_a_work_folders_answers(
 
     quality = bench_module("quality", monkeypatch)
     args = argparse.Namespace(quantizations="q8_0,q4_k_m", base_rows=3, hf_rows=3, variants_per_seed=0,
-                              validation_fraction=0.0, seed=0)
+                              pseudo_labels_per_label=2, validation_fraction=0.0, seed=0)
     job = defs().resolve_job_def("factory_pipeline")
     assert dg.validate_run_config(job, quality.run_config(args))["ops"]["dataset_splits"]["config"]["validation_fraction"] == 0
     misspelt = quality.run_config(args)
@@ -72,6 +73,12 @@ def test_quality_benchmark_runs_a_valid_config_and_keeps_a_work_folders_answers(
     monkeypatch.setenv("FACTORY_DATA_ROOT", str(work))
     assert main(["task", "import", str(data / "train.jsonl"), "--name", "bench_full", "--test-file", str(data / "test.jsonl"),
                  "--dev-per-label", "2", "--golden-per-label", "2"]) == 0
+    # self-training: the rows a regime leaves out come back as texts without labels, never beside their own seeds
+    full = work / "tasks" / "bench_full"
+    kept = quality.subsample(full, work / "tasks" / "bench_pl2", 2, None, 0, unlabeled=True)
+    seeds, pool = read_jsonl(kept / "seeds.jsonl"), read_jsonl(kept / "unlabeled.jsonl")
+    assert len(seeds) == 2 * len(TINY_SEEDS) and all(set(row) - {"_line"} == {"id", "text"} for row in pool)
+    assert sorted(r["id"] for r in seeds + pool) == sorted(r["id"] for r in read_jsonl(full / "seeds.jsonl"))
     # a work folder keeps the answers it was imported with: asking for others is refused before anything runs
     refused = subprocess.run([sys.executable, str(BENCH / "quality.py"), "--data", str(data), "--work", str(work),
                               "--distinct-first-words", "--out", str(tmp_path / "results")],

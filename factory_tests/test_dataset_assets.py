@@ -139,3 +139,40 @@ def test_pii_in_seeds_is_scrubbed_before_training_unless_turned_off(resources, d
     else:
         assert rows[seeds[0]["id"]]["text"] == seeds[0]["text"] and "pii" not in rows[seeds[0]["id"]]
         assert metadata["pii_scrubbed_rows"].value == 0
+
+
+UNLABELED = [
+    ("I see two identical charges from you on my card.", "billing"),
+    ("An unknown fee of 12 euros appeared on my statement.", "billing"),
+    ("My parcel still has not arrived after ten days.", "shipping"),
+    ("The courier says the package was lost in transit.", "shipping"),
+    ("I cannot sign in: the password reset link is broken.", "login"),
+    ("My account is locked after too many login attempts.", "login"),
+]
+
+
+def test_unlabeled_texts_become_confident_pseudo_labelled_rows_that_the_gates_take(resources, data_root, tiny_task, instance):
+    (tiny_task / "unlabeled.jsonl").write_text("".join(json.dumps({"id": f"u{i}", "text": text}) + "\n"
+                                                       for i, (text, _) in enumerate(UNLABELED)))
+    config = {"ops": {"generated_examples": {"config": {"pseudo_labels_per_label": 1, "pseudo_label_min_confidence": 0.3}}}}
+    result = dg.materialize(CHAIN, partition_key="tiny.v1", resources=resources, instance=instance, run_config=config)
+    assert result.success
+    version = data_root / "versions" / "tiny.v1"
+    generated = read_jsonl(version / "generated_examples" / "generated.jsonl")
+    truth = {f"u{i}": label for i, (_, label) in enumerate(UNLABELED)}
+    # One row a label, the classifier's most confident, labelled as a person would have.
+    assert sorted(r["target"] for r in generated) == ["billing", "login", "shipping"]
+    assert all(r["target"] == truth[r["parent_id"]] and r["source"] == "pseudo_label" and r["label_confidence"] >= 0.3
+               for r in generated)
+    accepted = {r["id"] for r in read_jsonl(version / "accepted_examples" / "accepted.jsonl")}
+    assert {r["id"] for r in generated} <= accepted
+
+
+def test_pseudo_labels_asked_without_unlabeled_texts_fail_naming_the_file(resources, data_root, tiny_task, instance):
+    config = {"ops": {"generated_examples": {"config": {"pseudo_labels_per_label": 5}}}}
+    result = dg.materialize(CHAIN, partition_key="tiny.v1", resources=resources, instance=instance, run_config=config,
+                            raise_on_error=False)
+    failure = next(e for e in result.all_events if e.is_step_failure)
+    assert failure.step_key == "generated_examples"
+    assert f"{tiny_task / 'unlabeled.jsonl'} does not exist" in failure.step_failure_data.error.message
+    assert not (data_root / "versions" / "tiny.v1" / "generated_examples").exists()

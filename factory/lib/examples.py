@@ -38,3 +38,22 @@ def load_examples(path: str | Path, contract: Contract, source: str) -> list[dic
             row["critical"] = raw["critical"]
         rows.append(row)
     return rows
+
+
+def load_texts(path: str | Path) -> list[dict]:
+    """In-domain texts without labels ({"text"}, an optional "id"); the first bad row raises DataError with file, line
+    and field."""
+    rows, seen = [], {}
+    for raw in read_jsonl(path):
+        line = raw["_line"]
+        text = raw.get("text")
+        if not isinstance(text, str) or not text.strip():
+            raise DataError(path, f"text must be a non-empty string, got {text!r}", line=line, field="text")
+        row_id = raw.get("id", f"line-{line}")
+        if not isinstance(row_id, str) or not row_id.strip():
+            raise DataError(path, f"id must be a non-empty string, got {row_id!r}", line=line, field="id")
+        if row_id in seen:
+            raise DataError(path, f"duplicate id {row_id!r} (first on line {seen[row_id]})", line=line, field="id")
+        seen[row_id] = line
+        rows.append({"id": row_id, "text": text})
+    return rows

@@ -56,6 +56,8 @@ class TaskFiles(BaseModel):
     # Reviewed production requests: an eval set first, training seeds only beyond it (see `ProductionSpec`).
     production: str = "production/eval.jsonl"
     production_seeds: str = "production/seeds.jsonl"
+    # In-domain texts without labels: pseudo-labelled for training when `generated_examples` asks (never eval rows).
+    unlabeled: str = "unlabeled.jsonl"
 
 
 class ProductionSpec(BaseModel):

@@ -12,8 +12,10 @@ from factory.integrations.resources import Embedder
 from factory.integrations.storage import FactoryStorage
 from factory.integrations.teacher import Sampling, Teacher
 from factory.lib.augment import augment
+from factory.lib.examples import load_texts
 from factory.lib.files import atomic_dir, read_jsonl, write_json, write_jsonl
 from factory.lib.gates import text_problem
+from factory.lib.pseudo_labels import pseudo_labelled_rows
 from factory.lib.schemas import ExampleSchema
 from factory.lib.teacher import (
     build_plan,
@@ -39,6 +41,9 @@ class GenerationConfig(dg.Config):
                                                                   "left short and its failure clusters' near misses")
     max_failed_share: float = Field(default=0.5, description="fail the run when more of the teacher's requests than "
                                                              "this fail for good (finished ones stay cached)")
+    pseudo_labels_per_label: int = Field(default=0, description="self-training: up to this many texts of the task's "
+                                                                "unlabeled.jsonl a label, labelled by MiniLM + LR fit on the seeds")
+    pseudo_label_min_confidence: float = Field(default=0.5, description="texts the classifier is less sure of stay out")
     seed: int = Field(default=0, description="same seed, same rows (and the same teacher prompts)")
 
 
@@ -51,6 +56,8 @@ def generated_examples(context: dg.AssetExecutionContext, config: GenerationConf
     task = storage.task_for(key)
     seeds = read_jsonl(storage.asset_dir(key, "seed_examples") / "seeds.jsonl")
     rows = augment(seeds, config.variants_per_seed, config.seed, style=task.input_style)
+    if config.pseudo_labels_per_label > 0:
+        rows += _pseudo_labelled(config, task, seeds, embedder)
     folder = storage.asset_dir(key, "generated_examples")
     teacher_metadata, plan, raw = {}, [], []
     if config.use_teacher and teacher.configured:
@@ -63,6 +70,17 @@ def generated_examples(context: dg.AssetExecutionContext, config: GenerationConf
     return dg.MaterializeResult(metadata={**table_metadata(rows, ExampleSchema, folder / "generated.jsonl"),
                                           "rows_by_generator": dg.MetadataValue.json(dict(Counter(r["generator"] for r in rows))),
                                           **teacher_metadata})
+
+
+def _pseudo_labelled(config: GenerationConfig, task, seeds: list[dict], embedder: Embedder) -> list[dict]:
+    path = task.path("unlabeled")
+    if not path.exists():
+        raise dg.Failure(f"pseudo_labels_per_label is {config.pseudo_labels_per_label} but {path} does not exist: "
+                         "put in-domain texts without labels there ({\"text\": ...} lines) or set it to 0")
+    pool = load_texts(path)
+    embeddings = embedder.encode([row["text"] for row in seeds] + [row["text"] for row in pool])
+    return pseudo_labelled_rows(seeds, embeddings[: len(seeds)], pool, embeddings[len(seeds):],
+                                config.pseudo_labels_per_label, config.pseudo_label_min_confidence, config.seed)
 
 
 def _teach(context, config: GenerationConfig, storage: FactoryStorage, teacher: Teacher, embedder: Embedder, task, seeds):
