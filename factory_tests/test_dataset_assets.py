@@ -151,28 +151,36 @@ UNLABELED = [
 ]
 
 
-def test_unlabeled_texts_become_confident_pseudo_labelled_rows_that_the_gates_take(resources, data_root, tiny_task, instance):
+def test_unlabeled_texts_and_logged_requests_become_confident_pseudo_labelled_rows_that_the_gates_take(
+        resources, data_root, tiny_task, instance):
     (tiny_task / "unlabeled.jsonl").write_text("".join(json.dumps({"id": f"u{i}", "text": text}) + "\n"
-                                                       for i, (text, _) in enumerate(UNLABELED)))
-    config = {"ops": {"generated_examples": {"config": {"pseudo_labels_per_label": 1, "pseudo_label_min_confidence": 0.3}}}}
+                                                       for i, (text, _) in enumerate(UNLABELED[::2])))
+    logs = data_root / "traffic" / "tiny" / "production_logs.jsonl"
+    logs.parent.mkdir(parents=True)
+    logs.write_text("".join(json.dumps({"type": "request", "id": f"r{i}", "input": text}) + "\n"
+                            for i, (text, _) in enumerate(UNLABELED[1::2])) + json.dumps({"type": "feedback", "id": "f1"}) + "\n")
+    config = {"ops": {"generated_examples": {"config": {"pseudo_labels_per_label": 2, "pseudo_label_min_confidence": 0.3}}}}
     result = dg.materialize(CHAIN, partition_key="tiny.v1", resources=resources, instance=instance, run_config=config)
     assert result.success
     version = data_root / "versions" / "tiny.v1"
     generated = read_jsonl(version / "generated_examples" / "generated.jsonl")
-    truth = {f"u{i}": label for i, (_, label) in enumerate(UNLABELED)}
-    # One row a label, the classifier's most confident, labelled as a person would have.
-    assert sorted(r["target"] for r in generated) == ["billing", "login", "shipping"]
+    truth = {**{f"u{i}": label for i, (_, label) in enumerate(UNLABELED[::2])},
+             **{f"request-r{i}": label for i, (_, label) in enumerate(UNLABELED[1::2])}}
+    # Two rows a label, one from each source, each labelled as a person would have.
+    assert sorted(r["parent_id"] for r in generated) == sorted(truth)
     assert all(r["target"] == truth[r["parent_id"]] and r["source"] == "pseudo_label" and r["label_confidence"] >= 0.3
                for r in generated)
     accepted = {r["id"] for r in read_jsonl(version / "accepted_examples" / "accepted.jsonl")}
     assert {r["id"] for r in generated} <= accepted
 
 
-def test_pseudo_labels_asked_without_unlabeled_texts_fail_naming_the_file(resources, data_root, tiny_task, instance):
+def test_pseudo_labels_asked_with_nothing_to_label_fail_naming_the_files(resources, data_root, tiny_task, instance):
     config = {"ops": {"generated_examples": {"config": {"pseudo_labels_per_label": 5}}}}
     result = dg.materialize(CHAIN, partition_key="tiny.v1", resources=resources, instance=instance, run_config=config,
                             raise_on_error=False)
     failure = next(e for e in result.all_events if e.is_step_failure)
     assert failure.step_key == "generated_examples"
-    assert f"{tiny_task / 'unlabeled.jsonl'} does not exist" in failure.step_failure_data.error.message
+    message = failure.step_failure_data.error.message
+    assert f"{tiny_task / 'unlabeled.jsonl'} does not exist" in message
+    assert f"no request was logged ({data_root.resolve() / 'traffic' / 'tiny' / 'production_logs.jsonl'})" in message
     assert not (data_root / "versions" / "tiny.v1" / "generated_examples").exists()

@@ -41,8 +41,9 @@ class GenerationConfig(dg.Config):
                                                                   "left short and its failure clusters' near misses")
     max_failed_share: float = Field(default=0.5, description="fail the run when more of the teacher's requests than "
                                                              "this fail for good (finished ones stay cached)")
-    pseudo_labels_per_label: int = Field(default=0, description="self-training: up to this many texts of the task's "
-                                                                "unlabeled.jsonl a label, labelled by MiniLM + LR fit on the seeds")
+    pseudo_labels_per_label: int = Field(default=0, description="self-training: up to this many texts a label from the task's "
+                                                                "unlabeled.jsonl and its logged requests, labelled by MiniLM + "
+                                                                "LR fit on the seeds")
     pseudo_label_min_confidence: float = Field(default=0.5, description="texts the classifier is less sure of stay out")
     seed: int = Field(default=0, description="same seed, same rows (and the same teacher prompts)")
 
@@ -57,7 +58,7 @@ def generated_examples(context: dg.AssetExecutionContext, config: GenerationConf
     seeds = read_jsonl(storage.asset_dir(key, "seed_examples") / "seeds.jsonl")
     rows = augment(seeds, config.variants_per_seed, config.seed, style=task.input_style)
     if config.pseudo_labels_per_label > 0:
-        rows += _pseudo_labelled(config, task, seeds, embedder)
+        rows += _pseudo_labelled(config, storage, task, seeds, embedder)
     folder = storage.asset_dir(key, "generated_examples")
     teacher_metadata, plan, raw = {}, [], []
     if config.use_teacher and teacher.configured:
@@ -72,12 +73,17 @@ def generated_examples(context: dg.AssetExecutionContext, config: GenerationConf
                                           **teacher_metadata})
 
 
-def _pseudo_labelled(config: GenerationConfig, task, seeds: list[dict], embedder: Embedder) -> list[dict]:
-    path = task.path("unlabeled")
-    if not path.exists():
-        raise dg.Failure(f"pseudo_labels_per_label is {config.pseudo_labels_per_label} but {path} does not exist: "
-                         "put in-domain texts without labels there ({\"text\": ...} lines) or set it to 0")
-    pool = load_texts(path)
+def _pseudo_labelled(config: GenerationConfig, storage: FactoryStorage, task, seeds: list[dict], embedder: Embedder) -> list[dict]:
+    """Rows for the texts of the task's unlabeled.jsonl and of its served requests (production_logs), labelled."""
+    path, table = task.path("unlabeled"), storage.traffic_dir(task.name) / "production_logs.jsonl"
+    if not path.exists() and not table.exists():
+        raise dg.Failure(f"pseudo_labels_per_label is {config.pseudo_labels_per_label} but there is nothing to label: "
+                         f"{path} does not exist ({{\"text\": ...}} lines) and no request was logged ({table}); "
+                         "add texts or set it to 0")
+    pool = load_texts(path) if path.exists() else []
+    # Requests a person reviews go to the production eval set, where the leakage gate keeps their copies out.
+    pool += [{"id": f"request-{row['id']}", "text": row["input"]} for row in (read_jsonl(table) if table.exists() else [])
+             if row.get("type") == "request" and isinstance(row.get("input"), str) and row["input"].strip()]
     embeddings = embedder.encode([row["text"] for row in seeds] + [row["text"] for row in pool])
     return pseudo_labelled_rows(seeds, embeddings[: len(seeds)], pool, embeddings[len(seeds):],
                                 config.pseudo_labels_per_label, config.pseudo_label_min_confidence, config.seed)
