@@ -96,6 +96,15 @@ def make_version(args: argparse.Namespace, work: Path, env: dict) -> tuple[Path,
     return task_dir, key, regime
 
 
+def result_name(args: argparse.Namespace, regime: str) -> str:
+    """--name, or one from the regime with its variants and pseudo-labels: runs of one regime never overwrite each other."""
+    if args.name:
+        return args.name
+    extras = (f"_variants{args.variants_per_seed}" if args.variants_per_seed else "") + \
+        (f"_pseudo{args.pseudo_labels_per_label}" if args.pseudo_labels_per_label else "")
+    return f"quality_{regime}{extras}"
+
+
 def run_config(args: argparse.Namespace) -> dict:
     return {"ops": {
         "gguf_model": {"config": {"quantizations": args.quantizations.split(",")}},
@@ -171,7 +180,7 @@ def main(argv: list[str] | None = None) -> dict:
                "stage_seconds": stage_seconds(work / "dagster", key),
                "adapter": {k: adapter.get(k) for k in ("train_rows", "train_loss", "train_seconds", "tokens_per_second",
                                                       "epochs", "steps", "best_step", "best_dev_macro_f1", "peak_rss_mib")}}
-    write_result(args.name or f"quality_{regime}", payload, args.out)
+    write_result(result_name(args, regime), payload, args.out)
     return payload
 
 

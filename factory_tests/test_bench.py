@@ -57,13 +57,18 @@ def test_quality_benchmark_runs_a_valid_config_and_keeps_a_work_folders_answers(
 
     quality = bench_module("quality", monkeypatch)
     args = argparse.Namespace(quantizations="q8_0,q4_k_m", base_rows=3, hf_rows=3, variants_per_seed=0,
-                              pseudo_labels_per_label=2, validation_fraction=0.0, seed=0)
+                              pseudo_labels_per_label=2, validation_fraction=0.0, seed=0, name=None)
     job = defs().resolve_job_def("factory_pipeline")
     assert dg.validate_run_config(job, quality.run_config(args))["ops"]["dataset_splits"]["config"]["validation_fraction"] == 0
     misspelt = quality.run_config(args)
     misspelt["ops"]["gguf_model"]["config"]["quantization"] = misspelt["ops"]["gguf_model"]["config"].pop("quantizations")
     with pytest.raises(dg.DagsterInvalidConfigError, match='unexpected config entry "quantization"'):
         dg.validate_run_config(job, misspelt)
+
+    assert quality.result_name(args, "pl10") == "quality_pl10_pseudo2"  # never the seeds-only run's file
+    assert quality.result_name(argparse.Namespace(name=None, variants_per_seed=1, pseudo_labels_per_label=0), "all") == \
+        "quality_all_variants1"
+    assert quality.result_name(argparse.Namespace(name="mine", variants_per_seed=0, pseudo_labels_per_label=0), "all") == "mine"
 
     data, work = tmp_path / "labelled", tmp_path / "work"
     data.mkdir()
