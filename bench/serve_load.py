@@ -153,6 +153,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--recipe", default="default", help="the recipe a prepared model trains with")
     parser.add_argument("--seconds", type=float, default=60)
     parser.add_argument("--concurrency", default="4,8")
+    parser.add_argument("--threads", type=int, default=os.cpu_count() or 1,
+                        help="llama.cpp threads, the same for both servers (llama-cpp-python's server defaults to half the cores)")
     parser.add_argument("--name", default="serve_load")
     parser.add_argument("--out", default=None)
     args = parser.parse_args(argv)
@@ -175,7 +177,7 @@ def main(argv: list[str] | None = None) -> dict:
         return session.post(f"{factory_url}/v1/classify", json={"text": text}, timeout=120).status_code == 200
 
     served = measure("factory_serve", [sys.executable, "-m", "factory.cli", "serve", "--task", args.task,
-                                       "--port", str(port)], f"{factory_url}/healthz", send_factory, texts, levels,
+                                       "--port", str(port), "--threads", str(args.threads)], f"{factory_url}/healthz", send_factory, texts, levels,
                      args.seconds, env={"FACTORY_DATA_ROOT": str(root)}, log_dir=log_dir)
 
     port = free_port()
@@ -196,12 +198,13 @@ def main(argv: list[str] | None = None) -> dict:
         return response.status_code == 200
 
     anchor = measure("llama_cpp_server", [sys.executable, "-m", "llama_cpp.server", "--model", str(gguf), "--host",
-                                          "127.0.0.1", "--port", str(port), "--n_ctx", "2048"],
+                                          "127.0.0.1", "--port", str(port), "--n_ctx", "2048",
+                                          "--n_threads", str(args.threads), "--n_threads_batch", str(args.threads)],
                      f"{anchor_url}/models", send_anchor, texts, levels, args.seconds)
     by_level = {row["clients"]: row for row in anchor}
     for row in served:
         row["throughput_vs_anchor"] = round(row["requests_per_s"] / by_level[row["clients"]]["requests_per_s"], 2)
-    payload = {"task": args.task, "gguf": gguf.name, "seconds": args.seconds, "anchor_max_tokens": max_tokens,
+    payload = {"task": args.task, "gguf": gguf.name, "seconds": args.seconds, "threads": args.threads, "anchor_max_tokens": max_tokens,
                "anchor_mean_completion_tokens": round(float(np.mean(completion_tokens)), 2), "results": served + anchor}
     write_result(args.name, payload, args.out)
     return payload

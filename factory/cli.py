@@ -153,9 +153,10 @@ def cmd_serve(args) -> int:
     from factory.serve.app import ServeSettings, serve
 
     settings = ServeSettings(task=args.task, data_root=data_root(), version=args.version, host=args.host,
-                             api_key=os.environ.get("FACTORY_API_KEY", ""), reload_seconds=args.reload_seconds)
-    print(f"serving {args.task} on http://{args.host}:{args.port} (POST /v1/classify, /v1/chat/completions, "
-          "/v1/feedback; GET /healthz, /metrics)", flush=True)
+                             api_key=os.environ.get("FACTORY_API_KEY", ""), reload_seconds=args.reload_seconds,
+                             threads=args.threads)
+    print(f"serving {args.task} on http://{args.host}:{args.port}, llama.cpp threads: {args.threads or os.cpu_count()} "
+          "(POST /v1/classify, /v1/chat/completions, /v1/feedback; GET /healthz, /metrics)", flush=True)
     serve(settings, args.port)
     return 0
 
@@ -213,6 +214,7 @@ def parser() -> argparse.ArgumentParser:
     srv.add_argument("--host", default="127.0.0.1", help="anything but loopback needs FACTORY_API_KEY set")
     srv.add_argument("--port", type=int, default=8000)
     srv.add_argument("--reload-seconds", type=float, default=30.0, help="how often to look for a new champion")
+    srv.add_argument("--threads", type=int, default=0, help="llama.cpp threads (default: every core)")
     srv.set_defaults(func=cmd_serve)
 
     version = sub.add_parser("version", help="dataset versions (Dagster partitions)").add_subparsers(dest="action", required=True)
