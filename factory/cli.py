@@ -152,10 +152,11 @@ def cmd_classify(args) -> int:
 def cmd_serve(args) -> int:
     from factory.serve.app import ServeSettings, serve
 
+    threads = args.threads or os.cpu_count() or 1
     settings = ServeSettings(task=args.task, data_root=data_root(), version=args.version, host=args.host,
                              api_key=os.environ.get("FACTORY_API_KEY", ""), reload_seconds=args.reload_seconds,
-                             threads=args.threads)
-    print(f"serving {args.task} on http://{args.host}:{args.port}, llama.cpp threads: {args.threads or os.cpu_count()} "
+                             threads=threads)
+    print(f"serving {args.task} on http://{args.host}:{args.port}, llama.cpp threads: {threads} "
           "(POST /v1/classify, /v1/chat/completions, /v1/feedback; GET /healthz, /metrics)", flush=True)
     serve(settings, args.port)
     return 0
