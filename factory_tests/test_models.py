@@ -1,11 +1,12 @@
 """Base models without a chat template (Gemma 3 270M as published, most pretrained models): the template comes
 from a file, EOS becomes the token that ends the assistant's turn, and llama.cpp sees both after export."""
 import json
+import os
 import shutil
 
 import pytest
 
-from factory.integrations.models import end_of_turn_token, hf_model_dir, template_path
+from factory.integrations.models import _cache_name, end_of_turn_token, hf_model_dir, packaged_gguf, template_path
 
 CONVERSATION = [{"role": "system", "content": "Classify the message."}, {"role": "user", "content": "Where is my parcel?"}]
 
@@ -97,3 +98,15 @@ def test_a_template_that_ends_a_turn_with_plain_text_is_refused(templateless_bas
 def test_an_unknown_template_name_lists_the_packaged_ones():
     with pytest.raises(FileNotFoundError, match=r"\['chatml', 'gemma'\]"):
         template_path("llama9")
+
+
+def test_a_gguf_named_by_path_shares_the_packaged_names_cached_copy_until_the_file_changes(model_cache, tmp_path):
+    packaged = packaged_gguf("smollm2-135m")
+    cached = hf_model_dir("smollm2-135m", model_cache)
+    assert hf_model_dir(str(packaged), model_cache) == cached  # no second dequantization of the same file
+    copy = tmp_path / packaged.name
+    shutil.copy(packaged, copy)
+    first = _cache_name(str(copy), copy, None)
+    assert first != cached.name  # another file, another copy
+    os.utime(copy, ns=(copy.stat().st_atime_ns, copy.stat().st_mtime_ns + 1))
+    assert _cache_name(str(copy), copy, None) != first  # overwritten in place: the old copy is not reused

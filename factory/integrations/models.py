@@ -71,10 +71,16 @@ def end_of_turn_token(tokenizer) -> str:
     return token
 
 
-def _cache_name(spec: str, chat_template: Path | None) -> str:
-    stem = Path(spec).stem if spec.endswith(".gguf") else spec.rstrip("/").rsplit("/", 1)[-1]
+def _cache_name(spec: str, gguf: Path | None, chat_template: Path | None) -> str:
+    """One cached copy per source file, however it is named (a packaged name or its path), rebuilt when the file
+    changes in place."""
+    if gguf is not None:
+        stat = gguf.stat()
+        stem, key = gguf.stem, f"{gguf.resolve()}\0{stat.st_size}\0{stat.st_mtime_ns}"
+    else:
+        stem, key = spec.rstrip("/").rsplit("/", 1)[-1], spec
     slug = "".join(c if c.isalnum() or c in "-_." else "-" for c in stem)[:60]
-    key = spec + ("\0" + chat_template.read_text(encoding="utf-8") if chat_template else "")
+    key += "\0" + chat_template.read_text(encoding="utf-8") if chat_template else ""
     return f"{slug}-{hashlib.sha256(key.encode()).hexdigest()[:10]}"
 
 
@@ -95,7 +101,7 @@ def hf_model_dir(spec: str, cache_root: str | Path, chat_template: str = "") -> 
         _require_template(AutoTokenizer.from_pretrained(local), spec)
         return local
     gguf = source_gguf(spec)
-    target = Path(cache_root) / "models" / _cache_name(spec, template)
+    target = Path(cache_root) / "models" / _cache_name(spec, gguf, template)
     if (target / "config.json").exists():
         return target
     if is_local:
