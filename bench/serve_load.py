@@ -56,6 +56,7 @@ def prepare(work: Path, task: str, cache: Path, recipe: str) -> None:
     spec_path = work / "tasks" / task / "task.yaml"
     spec = yaml.safe_load(spec_path.read_text())
     spec["release_gates"] = {"beat_best_baseline": False, "max_class_recall_drop": 1.0}
+    spec["encoder_candidate"] = False  # the fine-tune's GGUF against llama.cpp's server: nothing else may be released
     spec_path.write_text(yaml.safe_dump(spec, sort_keys=False))
     config = work / "fast_run.yaml"
     config.write_text(yaml.safe_dump(FAST_RUN))
@@ -166,6 +167,8 @@ def main(argv: list[str] | None = None) -> dict:
     texts = [row["text"] for row in read_jsonl(task.path("test"))]
     versions = sorted((root / "versions").glob(f"{args.task}.v*/released_model/release.json"))
     release = json.loads(versions[-1].read_text())
+    if release.get("kind", "gguf") != "gguf":
+        sys.exit(f"{versions[-1]}: the last release is an encoder classifier; this benchmark compares GGUF servers")
     gguf = versions[-1].parent / release["gguf"]
     levels = [int(n) for n in args.concurrency.split(",")]
     log_dir = root / "traffic" / args.task / "logs"

@@ -90,14 +90,17 @@ def print_summary(key: str, seconds: float) -> None:
     print(report_markdown(report))
     failed = failed_gates(report["release_gates"])
     print("Release gates: " + ("all passed" if not failed else "FAILED: " + ", ".join(failed)))
+    chosen = report["release"]
     released = folder / "released_model"
     release = json.loads((released / "release.json").read_text()) if (released / "release.json").exists() else None
     print(f"\nHTML report: {folder / 'eval_report' / 'report.html'}\nRepair:      {folder / 'eval_report' / 'repair_targets.json'}")
-    if release and release["partition"] == key and not failed:
+    if release and release["partition"] == key and chosen["model"]:
+        model = "GGUF:        " if release["kind"] == "gguf" else "Encoder:     "
         print(f"Champion:    {release['registered_model']} version {release['version']} (alias champion)\n"
-              f"GGUF:        {released / release['gguf']}\nModel card:  {released / 'MODEL_CARD.md'}\n"
-              f"Modelfile:   {released / 'Modelfile'}")
-    elif failed:
+              f"{model}{released / release['model']}\nModel card:  {released / 'MODEL_CARD.md'}")
+        print(f"Modelfile:   {released / 'Modelfile'}" if release["kind"] == "gguf" else
+              "Modelfile:   none (Ollama runs generative GGUF models only)")
+    elif not chosen["model"]:
         print(f"Champion:    unchanged: the failed gates kept {key} from release (no model card or Modelfile for it)")
     print(f"MLflow:      make mlflow, then http://127.0.0.1:5000 (runs tagged dagster.partition={key})\n"
           f"Dagster UI:  make ui, then http://127.0.0.1:3000 (partition {key})")

@@ -22,24 +22,29 @@ def user_env(released_version, monkeypatch):
 
 
 @pytest.fixture
-def strict_copy(released_version, tmp_path, monkeypatch, model_cache):
-    """The released version copied under a fresh data root (no MLflow, no Dagster history) whose task now demands a
-    test macro-F1 no model can reach and that it beats the best baseline."""
-    root = tmp_path / "data"
-    shutil.copytree(released_version["root"] / "tasks", root / "tasks")
-    shutil.copytree(released_version["version"], root / "versions" / "tiny.v1",
-                    ignore=shutil.ignore_patterns("eval_report", "released_model"))
-    spec_path = root / "tasks" / "tiny" / "task.yaml"
-    spec = yaml.safe_load(spec_path.read_text())
-    spec["release_gates"] = {"min_test_macro_f1": 1.01, "beat_best_baseline": True}
-    spec_path.write_text(yaml.safe_dump(spec))
-    for key, value in {"FACTORY_DATA_ROOT": str(root), "DAGSTER_HOME": str(root / "dagster"),
-                       "FACTORY_CACHE_ROOT": str(model_cache)}.items():
-        monkeypatch.setenv(key, value)
-    from factory.cli import instance
+def version_copy(released_version, tmp_path, monkeypatch, model_cache):
+    """The released version copied under a fresh data root (no MLflow, no Dagster history), its task.yaml changed."""
+    def make(**task_changes):
+        root = tmp_path / "data"
+        shutil.copytree(released_version["root"] / "tasks", root / "tasks")
+        shutil.copytree(released_version["version"], root / "versions" / "tiny.v1",
+                        ignore=shutil.ignore_patterns("eval_report", "released_model"))
+        spec_path = root / "tasks" / "tiny" / "task.yaml"
+        spec_path.write_text(yaml.safe_dump({**yaml.safe_load(spec_path.read_text()), **task_changes}))
+        for key, value in {"FACTORY_DATA_ROOT": str(root), "DAGSTER_HOME": str(root / "dagster"),
+                           "FACTORY_CACHE_ROOT": str(model_cache)}.items():
+            monkeypatch.setenv(key, value)
+        from factory.cli import instance
 
-    instance().add_dynamic_partitions("dataset_version", ["tiny.v1"])
-    return root
+        instance().add_dynamic_partitions("dataset_version", ["tiny.v1"])
+        return root
+    return make
+
+
+@pytest.fixture
+def strict_copy(version_copy):
+    """A task that demands a test macro-F1 no model can reach."""
+    return version_copy(release_gates={"min_test_macro_f1": 1.01, "beat_best_baseline": True})
 
 
 def test_a_failed_gate_blocks_the_release_and_the_command_exits_3(strict_copy, capsys):
@@ -59,6 +64,7 @@ def test_a_failed_gate_blocks_the_release_and_the_command_exits_3(strict_copy, c
     assert any(gate.startswith("min_test_macro_f1 (") and gate.endswith(" vs 1.01)") for gate in failed)
     assert not report["release_gates"]["min_test_macro_f1"]["passed"]
     assert report["release_gates"]["beat_best_baseline"]["baseline"] == report["best_baseline"]
+    assert report["candidate_gates"] is None and report["release"]["model"] is None  # no encoder_candidate: none scored
     # Asked for on its own (as automation may, test_traffic), the release re-reads its version's gates and refuses.
     with pytest.raises(dg.Failure, match=r"tiny.v1: release gates failed: .*min_test_macro_f1 \(\S+ vs 1.01\)"):
         materialize_version("tiny.v1", instance(), assets=("released_model",))
@@ -67,6 +73,45 @@ def test_a_failed_gate_blocks_the_release_and_the_command_exits_3(strict_copy, c
     assert instance().get_latest_materialization_event(dg.AssetKey("eval_report")) is not None
     client = MlflowClient(tracking_uri=f"sqlite:///{strict_copy / 'mlflow' / 'mlflow.db'}")
     assert client.search_registered_models() == []
+
+
+def test_a_fine_tune_over_its_latency_budget_gives_way_to_the_encoder_candidate_that_is_served(version_copy, capsys):
+    from fastapi.testclient import TestClient
+    from mlflow.tracking import MlflowClient
+
+    from factory.cli import run_version
+    from factory.lib.report import CANDIDATE
+    from factory.lib.task import load_task
+    from factory.runtime.encoder import EncoderClassifier
+    from factory.serve.app import ServeSettings, create_app
+
+    # The GGUF answers in ~50 ms, MiniLM + LR in ~10: a 25 ms p95 budget only the encoder meets.
+    root = version_copy(release_gates={"max_latency_p95_ms": 25.0, "beat_best_baseline": True}, encoder_candidate=True)
+    assert run_version("tiny.v1", None, assets=("eval_report", "released_model")) == 0
+    out = capsys.readouterr().out
+    version = root / "versions" / "tiny.v1"
+    report = json.loads((version / "eval_report" / "report.json").read_text())
+    assert failed_gates(report["release_gates"]) and all(g.startswith("max_latency_p95_ms") for g in failed_gates(report["release_gates"]))
+    assert failed_gates(report["candidate_gates"]) == [] and report["release"]["kind"] == "encoder"
+    rival = report["candidate_gates"]["beat_best_baseline"]
+    assert rival["value"] == report["models"][CANDIDATE]["test"]["macro_f1"] and rival["baseline"] != "minilm_logreg"
+    assert rival["threshold"] >= report["models"][report["served_model"]]["test"]["macro_f1"]  # it beat the fine-tune too
+    assert f"Released: **{CANDIDATE}** (the fine-tune failed max_latency_p95_ms" in out and "Modelfile:   none" in out
+    release = json.loads((version / "released_model" / "release.json").read_text())
+    assert release["kind"] == "encoder" and "gguf" not in release and not (version / "released_model" / "Modelfile").exists()
+    assert "**Not a generative model**" in (version / "released_model" / "MODEL_CARD.md").read_text()
+    client = MlflowClient(tracking_uri=f"sqlite:///{root / 'mlflow' / 'mlflow.db'}")
+    champion = client.get_model_version_by_alias("factory.tiny", "champion")
+    assert champion.tags["kind"] == "encoder" and champion.tags["model_path"] == str(version / "released_model" / "encoder")
+    assert "gguf_path" not in champion.tags
+    # Released, it answers every test row as the report scored it, and `factory serve` serves it.
+    encoder = EncoderClassifier(champion.tags["model_path"], load_task(root / "tasks" / "tiny"))
+    scored = read_jsonl(version / "eval_report" / CANDIDATE / "predictions-test.jsonl")
+    texts = {r["id"]: r["text"] for r in read_jsonl(version / "eval_sets" / "test.jsonl")}
+    assert [encoder.classify(texts[p["id"]]).label for p in scored] == [p["prediction"] for p in scored]
+    with TestClient(create_app(ServeSettings(task="tiny", data_root=root, reload_seconds=3600))) as served:
+        body = served.post("/v1/classify", json={"text": texts[scored[0]["id"]]}).json()
+    assert body["label"] == scored[0]["prediction"] and body["model_version"] == "tiny.v1" and 0 < body["confidence"] <= 1
 
 
 def test_classify_answers_with_the_champion_one_text_or_a_file(user_env, tmp_path, capsys):

@@ -1,6 +1,15 @@
 import pytest
 
-from factory.lib.report import best_baseline, comparison_rows, failed_gates, markdown_table, release_gates
+from factory.lib.report import (
+    CANDIDATE,
+    best_baseline,
+    candidate_release_gates,
+    comparison_rows,
+    failed_gates,
+    markdown_table,
+    release_choice,
+    release_gates,
+)
 from factory.lib.task import ReleaseGates
 
 SETS = {"test": {"accuracy": 0.8, "macro_f1": 0.7, "invalid_rate": 0.02, "latency_p95_ms": 80.0,
@@ -51,3 +60,28 @@ def test_table_keeps_the_given_order_and_skips_models_without_the_set():
     assert [r["model"] for r in rows] == ["a", "b"]
     table = markdown_table(rows)
     assert table.splitlines()[2] == "| a | 0.250 |  |" and table.splitlines()[3] == "| b | 0.500 | 12.4 |"
+
+
+def _scored(macro_f1: float, golden: float = 1.0) -> dict:
+    return {"test": {"macro_f1": macro_f1, "rows": 10, "invalid_rate": 0.0}, "golden": {"accuracy": golden}}
+
+
+@pytest.mark.parametrize("candidate, golden, released", [
+    (0.85, 1.0, CANDIDATE),  # beats the fine-tune and TF-IDF: released in the fine-tune's place
+    (0.85, 0.4, None),       # beats them but fails the golden gate: nothing
+    (0.78, 1.0, None),       # under the fine-tune (whatever beat_best_baseline says): nothing
+])
+def test_the_encoder_candidate_is_released_only_when_it_passes_every_gate_and_beats_the_fine_tune(candidate, golden, released):
+    models = {"tfidf_logreg": _scored(0.77), "minilm_logreg": _scored(0.86), "finetuned_gguf_q8_0": _scored(0.80),
+              CANDIDATE: _scored(candidate, golden)}
+    task_gates = ReleaseGates(golden_min_accuracy=0.5, beat_best_baseline=False)
+    fine_tune = release_gates(models["finetuned_gguf_q8_0"], task_gates.model_copy(update={"beat_best_baseline": True}),
+                              ("minilm_logreg", 0.86))
+    gates = candidate_release_gates(models, "finetuned_gguf_q8_0", task_gates, None, 0)
+    # Its rival is the best of the rest: the fine-tune here, never the baseline it is itself.
+    assert gates["beat_best_baseline"]["baseline"] == "finetuned_gguf_q8_0" and gates["beat_best_baseline"]["threshold"] == 0.80
+    choice = release_choice("finetuned_gguf_q8_0", fine_tune, gates)
+    assert choice["model"] == released and choice["kind"] == ("encoder" if released else None)
+    assert "beat_best_baseline (0.8 vs 0.86)" in choice["reason"] or not released
+    # A fine-tune that passes is released whatever the candidate scores.
+    assert release_choice("finetuned_gguf_q8_0", {}, gates)["model"] == "finetuned_gguf_q8_0"

@@ -33,19 +33,19 @@ class MlflowRun:
         else:
             self.client.log_artifact(self.run_id, str(path), artifact_path)
 
-    def register(self, model_name: str, gguf: Path, tags: dict[str, str]) -> int:
-        """Log the GGUF with this run, add it as a new version of `model_name` and point the `champion` alias at it;
-        earlier versions stay registered. MLflow's register_model needs an MLmodel file, so the version's source is the
-        run's artifact folder."""
+    def register(self, model_name: str, model: Path, tags: dict[str, str], kind: str = "gguf") -> int:
+        """Log the model (a GGUF file or an encoder folder) with this run under `kind`, add it as a new version of
+        `model_name` and point the `champion` alias at it; earlier versions stay registered. MLflow's register_model
+        needs an MLmodel file, so the version's source is the run's artifact folder."""
         from mlflow.exceptions import MlflowException
 
-        self.client.log_artifact(self.run_id, str(gguf), "gguf")
+        self.log_artifacts(model, kind)
         try:
             self.client.create_registered_model(model_name, description="factory releases; the alias 'champion' is served")
         except MlflowException as exc:
             if exc.error_code != "RESOURCE_ALREADY_EXISTS":
                 raise
-        source = f"{self.client.get_run(self.run_id).info.artifact_uri}/gguf"
+        source = f"{self.client.get_run(self.run_id).info.artifact_uri}/{kind}"
         version = self.client.create_model_version(model_name, source=source, run_id=self.run_id, tags=tags)
         self.client.set_registered_model_alias(model_name, CHAMPION, version.version)
         return int(version.version)
@@ -73,7 +73,7 @@ class MlflowTracker(dg.ConfigurableResource):
         return f"factory.{task}"
 
     def champion(self, task: str) -> dict | None:
-        """The task's released model the `champion` alias points at: version, partition, GGUF path; None before any."""
+        """The task's released model the `champion` alias points at: version, partition, model path; None before any."""
         from mlflow.exceptions import MlflowException
 
         client, _ = self._client_and_experiment()

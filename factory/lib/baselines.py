@@ -53,22 +53,26 @@ def few_shot_prompts(prompt: str, query_embeddings: np.ndarray, train_embeddings
     return prompts
 
 
+class Predictor:
+    """A fitted baseline: called with texts it gives (labels, confidences); `model` is the fitted estimator."""
+
+    def __init__(self, model, features):
+        self.model, self.features = model, features
+
+    def __call__(self, texts: list[str]) -> tuple[list[str], list[float]]:
+        probabilities = self.model.predict_proba(self.features(texts))
+        best = probabilities.argmax(axis=1)
+        return [str(self.model.classes_[i]) for i in best], probabilities.max(axis=1).tolist()
+
+
 def classical_predictors(train_texts: list[str], train_targets: list[str], train_embeddings: np.ndarray | None, encode,
-                         seed: int = 0) -> dict:
-    """name -> predict(texts) -> (labels, confidences), each fit once on the training rows."""
-    fitted = {"majority": (majority(train_texts, train_targets), lambda texts: np.zeros((len(texts), 1))),
-              "tfidf_logreg": (tfidf_logreg(train_texts, train_targets, seed), lambda texts: texts)}
+                         seed: int = 0) -> dict[str, Predictor]:
+    """name -> Predictor, each fit once on the training rows."""
+    fitted = {"majority": Predictor(majority(train_texts, train_targets), lambda texts: np.zeros((len(texts), 1))),
+              "tfidf_logreg": Predictor(tfidf_logreg(train_texts, train_targets, seed), lambda texts: texts)}
     if train_embeddings is not None:
-        fitted["minilm_logreg"] = (embedding_logreg(train_embeddings, train_targets, seed), encode)
-
-    def predictor(model, features):
-        def predict(texts: list[str]) -> tuple[list[str], list[float]]:
-            probabilities = model.predict_proba(features(texts))
-            best = probabilities.argmax(axis=1)
-            return [str(model.classes_[i]) for i in best], probabilities.max(axis=1).tolist()
-        return predict
-
-    return {name: predictor(model, features) for name, (model, features) in fitted.items()}
+        fitted["minilm_logreg"] = Predictor(embedding_logreg(train_embeddings, train_targets, seed), encode)
+    return fitted
 
 
 def score_predictor(predict, rows: list[dict], contract, latency_rows: int = 50) -> tuple[dict, list[dict]]:

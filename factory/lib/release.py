@@ -35,18 +35,30 @@ def modelfile_prompt(text: str, system: str, prompt: str) -> str:
 
 
 def model_card(*, task, partition: str, version: int, served_test: dict, table_md: str, gates_md: str,
-               training: dict, data: dict, gguf: dict, best_baseline: str | None) -> str:
+               training: dict, data: dict, gguf: dict, best_baseline: str | None, encoder_reason: str | None = None) -> str:
     labels = task.contract.labels or {}
     label_lines = "\n".join(f"- `{label}`: {desc}" for label, desc in labels.items())
+    abstain = f"; below {task.abstain_below} it answers `{task.fallback_label}`" if task.fallback_label else ""
+    if encoder_reason:
+        model = f"""- **Not a generative model**: MiniLM sentence embeddings + logistic regression (folder `encoder/`), released
+  in place of the fine-tune: {encoder_reason}
+- Served path: the label with the highest probability, that probability as the confidence{abstain}
+- The fine-tune it replaced: {training.get('base_model', '?')}, {training.get('method', '?')}, recipe {training.get('recipe', '?')}"""
+        run = (f"- `factory classify --task {task.name} \"some text\"` (the champion) or `factory serve --task {task.name}`\n"
+               "- No Ollama Modelfile: Ollama runs generative GGUF models only")
+    else:
+        model = f"""- Base model: {training.get('base_model', '?')}; method: {training.get('method', '?')}; recipe: {training.get('recipe', '?')}
+- Format: GGUF {gguf['quantization']} ({gguf['bytes'] / 1e6:.1f} MB), sha256 `{gguf['sha256']}`
+- Served path: answers constrained to the labels, with a confidence{abstain}"""
+        run = (f"- `factory classify --task {task.name} \"some text\"` (the champion) or `factory classify --task {task.name} "
+               f"--version {partition} FILE`\n- Ollama: `ollama create {task.name} -f Modelfile` in this folder, then "
+               f"`ollama run {task.name}`")
     return f"""# {task.name} v{version} (dataset version {partition})
 
 {task.description}
 
 ## Model
-- Base model: {training.get('base_model', '?')}; method: {training.get('method', '?')}; recipe: {training.get('recipe', '?')}
-- Format: GGUF {gguf['quantization']} ({gguf['bytes'] / 1e6:.1f} MB), sha256 `{gguf['sha256']}`
-- Served path: answers constrained to the labels, with a confidence{
-    f"; below {task.abstain_below} it answers `{task.fallback_label}`" if task.fallback_label else ""}
+{model}
 
 ## Intended use
 {task.contract.type} of inputs like the task's seeds into:
@@ -67,8 +79,7 @@ Best baseline: {best_baseline or 'none'}. Test macro-F1 of this model: {served_t
 {gates_md}
 
 ## How to run
-- `factory classify --task {task.name} "some text"` (the champion) or `factory classify --task {task.name} --version {partition} FILE`
-- Ollama: `ollama create {task.name} -f Modelfile` in this folder, then `ollama run {task.name}`
+{run}
 
 ## Limitations
 Scores come from the eval sets above; inputs far from them may score lower. Confidence is calibrated only as far as

@@ -5,7 +5,8 @@ import base64
 import html
 import io
 
-INTERNAL = ("finetuned", "previous_release")  # model names that are not baselines
+INTERNAL = ("finetuned", "previous_release", "candidate_")  # model names that are not baselines
+CANDIDATE = "candidate_minilm_logreg"  # the `minilm_logreg` baseline answered through the served runtime
 
 
 def headline(scores: dict) -> float:
@@ -179,7 +180,7 @@ def add_costs(models: dict[str, dict], price_per_cpu_hour: float) -> None:
 
 def build_report(partition: str, task, models: dict[str, dict], served: str, test_predictions: dict[str, list[dict]],
                  golden_critical_failures: int, previous: dict | None, skipped: dict[str, str],
-                 quantization: dict) -> dict:
+                 quantization: dict, candidate_critical_failures: int = 0) -> dict:
     """Everything the report says, as data: models in order (baselines, then the fine-tunes, the served one last), the
     best baseline and a McNemar test against it, and every release gate."""
     from factory.lib.metrics import mcnemar
@@ -195,10 +196,41 @@ def build_report(partition: str, task, models: dict[str, dict], served: str, tes
                                                    [theirs[i] for i in ids])}
     gates = release_gates(models[served], task.release_gates,
                           (best, headline(models[best]["test"])) if best else None, previous, golden_critical_failures)
+    candidate_gates = None
+    if CANDIDATE in models:
+        candidate_gates = candidate_release_gates(models, served, task.release_gates, previous, candidate_critical_failures)
     order = [n for n in models if not n.startswith(INTERNAL)] + sorted(n for n in models if n.startswith(INTERNAL) and n != served) + [served]
     return {"partition": partition, "models": models, "model_order": order, "served_model": served,
             "best_baseline": best, "head_to_head": head_to_head, "release_gates": gates, "skipped": skipped,
-            "quantization": quantization, "golden_critical_failures": golden_critical_failures}
+            "quantization": quantization, "golden_critical_failures": golden_critical_failures,
+            "candidate_gates": candidate_gates, "release": release_choice(served, gates, candidate_gates)}
+
+
+def candidate_release_gates(models: dict[str, dict], served: str, gates, previous: dict | None,
+                            golden_critical_failures: int) -> dict[str, dict]:
+    """The encoder candidate's gates: the task's own, and it must beat the fine-tune and every other baseline (itself
+    as a baseline aside), whatever `beat_best_baseline` says; it is released only in the fine-tune's place."""
+    source = CANDIDATE.removeprefix("candidate_")
+    rivals = {n: m for n, m in models.items() if n != source}
+    test_rows = models[CANDIDATE]["test"]["rows"]
+    contenders = [(headline(models[served]["test"]), served)]
+    if (best := best_baseline(rivals, test_rows)) is not None:
+        contenders.append((headline(models[best]["test"]), best))
+    score, rival = max(contenders)
+    return release_gates(models[CANDIDATE], gates.model_copy(update={"beat_best_baseline": True}), (rival, score),
+                         previous, golden_critical_failures)
+
+
+def release_choice(served: str, gates: dict[str, dict], candidate_gates: dict[str, dict] | None) -> dict:
+    """What is released: the fine-tune when every gate passed, else the encoder candidate when every one of its gates
+    passed, else nothing."""
+    if not failed_gates(gates):
+        return {"model": served, "kind": "gguf", "reason": "the fine-tune passed every release gate"}
+    if candidate_gates is not None and not failed_gates(candidate_gates):
+        return {"model": CANDIDATE, "kind": "encoder",
+                "reason": f"the fine-tune failed {', '.join(failed_gates(gates))}; the encoder candidate (MiniLM "
+                          "embeddings + logistic regression, not a generative model) passed every gate"}
+    return {"model": None, "kind": None, "reason": "no candidate passed every release gate"}
 
 
 def report_markdown(report: dict) -> str:
@@ -220,4 +252,9 @@ def report_markdown(report: dict) -> str:
     if q:
         parts += ["", f"Quantization: {q['reason']}."]
     parts += ["", "Release gates:", "", gates_markdown(report["release_gates"])]
+    if report.get("candidate_gates"):
+        parts += ["", f"Release gates of the encoder candidate `{CANDIDATE}`:", "", gates_markdown(report["candidate_gates"])]
+    if report.get("release"):
+        released = report["release"]
+        parts += ["", f"Released: **{released['model'] or 'nothing'}** ({released['reason']})."]
     return "\n".join(parts) + "\n"

@@ -101,6 +101,9 @@ class TaskSpec(BaseModel):
     max_input_chars: int = Field(2000, description="inputs are cut to this many characters everywhere, so prompts fit")
     metrics: list[str] = ["accuracy", "macro_f1"]
     release_gates: ReleaseGates = ReleaseGates()
+    encoder_candidate: bool = Field(False, description="classification: when the fine-tune fails a release gate, release "
+                                                       "the MiniLM + LR baseline instead if it passes every gate, served "
+                                                       "by the same runtime and named as such in the report and card")
     golden_sha256: str | None = Field(None, description="content hash locking the golden set")
     fallback_label: str | None = Field(None, description="classification: the label for out-of-scope inputs; answers "
                                                          "below `abstain_below` confidence become it")

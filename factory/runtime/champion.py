@@ -12,8 +12,13 @@ from factory.lib.task import load_task
 from factory.lib.versions import check_task_name, parse_version_key
 
 
-def released_gguf(data_root: Path, task: str, version: str | None) -> tuple[Path, str]:
-    """(GGUF path, version key) of the champion, or of `version` when it was released."""
+def champion_model_path(champion: dict) -> str:
+    """The released file or folder a registered version points at (releases before encoders were tagged gguf_path)."""
+    return champion.get("model_path") or champion.get("gguf_path", "")
+
+
+def released_model_path(data_root: Path, task: str, version: str | None) -> tuple[Path, str]:
+    """(model path: a GGUF file or an encoder folder, version key) of the champion, or of `version` when it was released."""
     from factory.integrations.storage import FactoryStorage
     from factory.integrations.tracking import MlflowTracker
 
@@ -25,20 +30,22 @@ def released_gguf(data_root: Path, task: str, version: str | None) -> tuple[Path
         if champion is None:
             raise DataError(data_root / "tasks" / task, "no released model yet: `factory run` a version whose release "
                                                         "gates pass, or name a version with --version")
-        return Path(champion["gguf_path"]), champion["dagster.partition"]
+        return Path(champion_model_path(champion)), champion["dagster.partition"]
     if parse_version_key(version)[0] != task:
         raise DataError("--version", f"{version!r} is not a version of task {task!r}")
     release = data_root / "versions" / version / "released_model" / "release.json"
     if not release.exists():
         raise DataError(release, f"{version} was not released (its release gates failed or it never ran)")
-    return release.parent / json.loads(release.read_text())["gguf"], version
+    record = json.loads(release.read_text())
+    return release.parent / record.get("model", record.get("gguf", "")), version
 
 
-def load_classifier(data_root: Path, task: str, version: str | None):
-    from factory.runtime.classifier import GGUFClassifier
+def load_classifier(data_root: Path, task: str, version: str | None, threads: int = 0):
+    """The released model (GGUF or encoder) behind one `classify`, and its version key."""
+    from factory.runtime.encoder import released_classifier
 
-    gguf, key = released_gguf(data_root, task, version)
-    return GGUFClassifier(str(gguf), load_task(data_root / "tasks" / task)), key
+    path, key = released_model_path(data_root, task, version)
+    return released_classifier(path, load_task(data_root / "tasks" / task), threads), key
 
 
 def read_inputs(source: str, text_field: str = "text") -> list[tuple[str, str]]:

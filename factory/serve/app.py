@@ -26,7 +26,7 @@ from factory.lib.errors import DataError
 from factory.lib.pii import scrub
 from factory.lib.task import TaskSpec, load_task
 from factory.lib.versions import check_task_name
-from factory.runtime.champion import released_gguf
+from factory.runtime.champion import released_model_path
 
 
 @dataclass
@@ -64,21 +64,21 @@ class ModelSlot:
 
     def __init__(self, settings: ServeSettings, task: TaskSpec):
         self.settings, self.task = settings, task
-        self.current = self._load(*released_gguf(settings.data_root, settings.task, settings.version))
+        self.current = self._load(*released_model_path(settings.data_root, settings.task, settings.version))
 
-    def _load(self, gguf: Path, version: str):
-        from factory.runtime.classifier import GGUFClassifier
+    def _load(self, path: Path, version: str):
+        from factory.runtime.encoder import released_classifier
 
-        return GGUFClassifier(str(gguf), self.task, threads=self.settings.threads), version
+        return released_classifier(path, self.task, self.settings.threads), version
 
     def refresh(self) -> bool:
         """Swap to the champion when the alias has moved; True when it did."""
         if self.settings.version:
             return False
-        gguf, version = released_gguf(self.settings.data_root, self.settings.task, None)
+        path, version = released_model_path(self.settings.data_root, self.settings.task, None)
         if version == self.current[1]:
             return False
-        self.current = self._load(gguf, version)
+        self.current = self._load(path, version)
         return True
 
 

@@ -23,7 +23,8 @@ from factory.training.weights import load_finetuned
 
 @dataclass
 class EvalConfig:
-    model: str = field(metadata={"help": "a .gguf file (llama.cpp) or a Hugging Face folder (transformers)"})
+    model: str = field(metadata={"help": "a .gguf file (llama.cpp), a Hugging Face folder (transformers) or an "
+                                        "encoder classifier's folder (encoder.json)"})
     task_dir: str = field(metadata={"help": "task folder: prompt and contract"})
     eval_files: dict[str, str] = field(metadata={"help": "eval set name -> JSONL with id, text, target"})
     output_dir: str = field(metadata={"help": "written atomically: predictions-<set>.jsonl, summary.json"})
@@ -77,8 +78,10 @@ class ServedModel:
 
     def __init__(self, path: str, task, n_ctx: int, threads: int):
         from factory.runtime.classifier import GGUFClassifier
+        from factory.runtime.encoder import EncoderClassifier, is_encoder
 
-        self.classifier = GGUFClassifier(path, task, threads=threads, n_ctx=n_ctx)
+        self.classifier = (EncoderClassifier(path, task, threads) if is_encoder(path)
+                           else GGUFClassifier(path, task, threads=threads, n_ctx=n_ctx))
 
     def predict(self, messages: list[dict]) -> dict:
         result = self.classifier.classify("", messages=messages)
@@ -96,11 +99,17 @@ class GeneratingModel:
 
 
 def load_model(config: EvalConfig, task, threads: int):
+    from factory.runtime.encoder import is_encoder
+
     contract = task.build_contract()
     labels = getattr(contract, "labels", None)
     if config.decoding not in ("served", "free"):
         raise ValueError(f"decoding must be 'served' or 'free', got {config.decoding!r}")
     gguf = config.model.endswith(".gguf")
+    if is_encoder(config.model):
+        if config.decoding != "served" or not labels:
+            raise ValueError(f"{config.model} is an encoder classifier: it has only the served path of a classification task")
+        return ServedModel(config.model, task, config.n_ctx, threads)
     if config.decoding == "served" and gguf and labels:
         return ServedModel(config.model, task, config.n_ctx, threads)
     model = GGUFModel(config.model, config.n_ctx, threads) if gguf else HFModel(config.model, config.adapter_dir, threads)

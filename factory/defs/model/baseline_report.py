@@ -9,6 +9,7 @@ from factory.integrations.storage import FactoryStorage
 from factory.integrations.tracking import MlflowTracker
 from factory.lib.baselines import classical_predictors, few_shot_prompts, label_prompt, score_predictor
 from factory.lib.files import read_jsonl, write_json, write_jsonl
+from factory.runtime.encoder import save_encoder
 from factory.training.evaluate import EvalConfig
 from factory.training.export_gguf import ExportConfig
 
@@ -47,6 +48,8 @@ def baseline_report(
             for set_name, rows in sets.items():
                 models[name][set_name], predictions = score_predictor(predict, rows, contract, config.latency_rows)
                 write_jsonl(folder / name / f"predictions-{set_name}.jsonl", predictions)
+        # Kept whole: with `encoder_candidate` the eval report scores it through the served runtime and may release it.
+        save_encoder(folder / "minilm_logreg" / "model", predictors["minilm_logreg"].model, embedder.model)
         gguf = _base_gguf(context, base_model, scripts, storage, key, folder)
         prompt = label_prompt(sorted(contract.render(label) for label in labels))
         test_embeddings = embedder.encode([r["text"] for r in sets["test"]], encoder)

@@ -12,6 +12,8 @@ from factory.integrations.tracking import MlflowTracker
 from factory.lib.analysis import confusable_pairs, failure_clusters
 from factory.lib.files import read_jsonl, write_json
 from factory.lib.report import (
+    CANDIDATE,
+    INTERNAL,
     add_costs,
     build_report,
     comparison_rows,
@@ -21,6 +23,7 @@ from factory.lib.report import (
     html_report,
     report_markdown,
 )
+from factory.runtime.champion import champion_model_path
 from factory.training.evaluate import EvalConfig
 from factory.training.export_gguf import primary_gguf
 
@@ -58,10 +61,14 @@ def eval_report(
     champion = tracker.champion(task.name)
     configs = storage.asset_dir(key, "_configs")
     previous = None
-    if champion and champion.get("dagster.partition") != key and Path(champion.get("gguf_path", "")).exists():
+    if champion and champion.get("dagster.partition") != key and Path(champion_path := champion_model_path(champion)).exists():
         previous = scripts.run(context, "factory.training.evaluate", eval_config(
-            "previous_release", champion["gguf_path"], {"test": files["test"]}), configs)["sets"]["test"]
+            "previous_release", champion_path, {"test": files["test"]}), configs)["sets"]["test"]
         baselines["previous_release"] = {"test": previous}
+    encoder = storage.asset_dir(key, "baseline_report") / "minilm_logreg" / "model"
+    if task.encoder_candidate and encoder.exists():  # through the runtime it would be served by, on every eval set
+        baselines[CANDIDATE] = scripts.run(context, "factory.training.evaluate", eval_config(
+            CANDIDATE, str(encoder), files), configs)["sets"]
     # One process for the served GGUF's two passes, served first: a process's peak memory is what the report shows.
     served_sets, free_sets = (r["sets"] for r in scripts.run_each(context, "factory.training.evaluate", [
         eval_config(served, str(gguf), files, limit=config.gguf_limit),
@@ -73,9 +80,11 @@ def eval_report(
     add_costs(models, config.price_per_cpu_hour)
     test_predictions = {name: read_jsonl(p) for name in models if (p := _predictions(storage, key, name)).exists()}
     golden = {r["id"] for r in read_jsonl(eval_dir / "golden.jsonl") if r.get("critical")} if "golden" in files else set()
-    critical = sum(p["id"] in golden and p["prediction"] != p["target"] for p in _served_rows(folder, served, "golden"))
+    critical = {name: sum(p["id"] in golden and p["prediction"] != p["target"] for p in _served_rows(folder, name, "golden"))
+                for name in (served, CANDIDATE)}
     quantization = json.loads((storage.asset_dir(key, "gguf_model") / "choice.json").read_text())
-    report = build_report(key, task, models, served, test_predictions, critical, previous, skipped, quantization)
+    report = build_report(key, task, models, served, test_predictions, critical[served], previous, skipped, quantization,
+                          critical[CANDIDATE])
     report["repair_targets"] = _repair_targets(folder, served, files, embedder, models[served].get("dev", {}))
     _write(folder, report, task)
     gates = report["release_gates"]
@@ -92,21 +101,25 @@ def eval_report(
         "best_baseline": report["best_baseline"] or "none",
         "release_gates_passed": not failed_gates(gates),
         "release_gates": dg.MetadataValue.json(gates),
+        "released_candidate": report["release"]["model"] or "none",
         "path": dg.MetadataValue.path(str(folder / "report.html")),
     })
 
 
 @dg.asset_check(asset=eval_report, blocking=True)
 def release_gates_pass(context: dg.AssetCheckExecutionContext, storage: FactoryStorage) -> dg.AssetCheckResult:
-    """Every release gate of the task holds for the served model; a failure blocks `released_model`."""
+    """Every release gate of the task holds for the fine-tune (or, with `encoder_candidate`, for the encoder in its
+    place); a failure blocks `released_model`."""
     report = json.loads((storage.asset_dir(context.partition_key, "eval_report") / "report.json").read_text())
-    failed = failed_gates(report["release_gates"])
-    return dg.AssetCheckResult(passed=not failed, metadata={"failed": dg.MetadataValue.json(failed),
-                                                            "gates": dg.MetadataValue.json(report["release_gates"])})
+    release = report["release"]
+    return dg.AssetCheckResult(passed=release["model"] is not None, metadata={
+        "failed": dg.MetadataValue.json(failed_gates(report["release_gates"])),
+        "gates": dg.MetadataValue.json(report["release_gates"]),
+        "released_candidate": release["model"] or "none", "reason": release["reason"]})
 
 
 def _predictions(storage: FactoryStorage, key: str, name: str) -> Path:
-    folder = storage.asset_dir(key, "eval_report" if name.startswith(("finetuned", "previous")) else "baseline_report")
+    folder = storage.asset_dir(key, "eval_report" if name.startswith(INTERNAL) else "baseline_report")
     return folder / name / "predictions-test.jsonl"
 
 
@@ -143,6 +156,7 @@ def _write(folder: Path, report: dict, task) -> None:
         notes.append(("Best baseline", f"{h['baseline']}: only the fine-tune right on {h['only_first_right']} rows, only "
                                        f"the baseline on {h['only_second_right']}, McNemar p = {h['p_value']:.3g}"))
     notes.append(("Quantization", report["quantization"]["reason"]))
+    notes.append(("Released", f"{report['release']['model'] or 'nothing'}: {report['release']['reason']}"))
     if report["skipped"]:
         notes.append(("Skipped", "; ".join(f"{k}: {v}" for k, v in report["skipped"].items())))
     page = html_report(f"Eval report {report['partition']}", notes, tables, report["release_gates"],
