@@ -10,6 +10,7 @@ from factory.lib.review import (
     read_review,
     review_candidates,
     reviewed_rows,
+    second_opinion,
     unjudged_records,
     write_review,
 )
@@ -101,3 +102,12 @@ def test_a_review_pass_takes_rows_past_the_last_one_and_earlier_requests_new_fee
     later = table + [{"type": "request", "id": "c"}, {"type": "feedback", "request_id": "b", "label": "y"}]
     assert [r.get("id") or r["request_id"] for r in unjudged_records(later, 3)] == ["b", "c", "b"]
     assert unjudged_records(table, 7) == table  # a rebuilt, shorter table: judged again from the start
+
+
+@pytest.mark.parametrize("report, expected", [
+    ({"best_baseline": "tfidf_logreg", "release": {"kind": "gguf"}}, "tfidf_logreg"),
+    ({"best_baseline": "base_few_shot"}, "minilm_logreg"),  # not a classical baseline the review pass can refit
+    ({"best_baseline": "minilm_logreg", "release": {"kind": "encoder"}}, "tfidf_logreg"),  # the champion itself
+])
+def test_the_second_opinion_is_never_the_champion_itself(report, expected):
+    assert second_opinion(report) == expected

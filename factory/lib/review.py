@@ -32,6 +32,15 @@ def unjudged_records(records: list[dict], judged: int) -> list[dict]:
     return [r for r in records[:judged] if r.get("type") == "request" and r.get("id") in corrected] + new
 
 
+def second_opinion(report: dict) -> str:
+    """The classical baseline whose disagreement with the champion flags a request: the champion run's best one, or
+    TF-IDF + LR when the champion is MiniLM + LR itself (released as the encoder candidate), which never disagrees."""
+    if (report.get("release") or {}).get("kind") == "encoder":
+        return "tfidf_logreg"
+    best = report.get("best_baseline")
+    return best if best in ("tfidf_logreg", "minilm_logreg") else "minilm_logreg"
+
+
 def review_candidates(records: list[dict], review_below: float, baseline: dict[str, str] | None = None) -> list[dict]:
     """Requests worth a human look, each with why: corrected through feedback, abstained, low confidence, or answered
     differently by the best baseline (`baseline`: request id -> its label)."""

@@ -10,7 +10,14 @@ from factory.integrations.storage import FactoryStorage
 from factory.integrations.tracking import MlflowTracker
 from factory.lib.baselines import classical_predictors
 from factory.lib.files import read_jsonl, sha256_file, write_json
-from factory.lib.review import merge_review, read_review, review_candidates, unjudged_records, write_review
+from factory.lib.review import (
+    merge_review,
+    read_review,
+    review_candidates,
+    second_opinion,
+    unjudged_records,
+    write_review,
+)
 from factory.lib.task import load_task
 
 
@@ -43,7 +50,7 @@ def review_queue(context: dg.AssetExecutionContext, config: ReviewConfig, storag
     if train and requests:  # candidates come from requests, so the near-duplicate pass below runs only in this case
         encoder = embedder.load()
         report = json.loads((storage.asset_dir(champion["dagster.partition"], "eval_report") / "report.json").read_text())
-        best = report.get("best_baseline") if report.get("best_baseline") in ("tfidf_logreg", "minilm_logreg") else "minilm_logreg"
+        best = second_opinion(report)
         train_embeddings = _train_embeddings(folder, champion["dagster.partition"], storage, train, embedder, encoder)
         predictors = classical_predictors([r["text"] for r in train], [r["target"] for r in train], train_embeddings,
                                           lambda texts: embedder.encode(texts, encoder))
