@@ -82,6 +82,7 @@ def test_the_release_is_registered_as_champion_with_a_card_and_a_modelfile(relea
     assert f'PARAMETER stop "{prompt.eos_text}"' in text
     card = (released / "MODEL_CARD.md").read_text()
     assert "# tiny v1 (dataset version tiny.v1)" in card and "| finetuned_gguf_" in card
+    assert f"- Base model: smollm2-135m; method: lora; recipe: {released_version['recipe']}" in card
 
 
 def test_mlflow_has_one_run_per_asset_with_its_id_in_dagster_metadata(released_version):

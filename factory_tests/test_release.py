@@ -99,7 +99,8 @@ def test_a_fine_tune_over_its_latency_budget_gives_way_to_the_encoder_candidate_
     assert f"Released: **{CANDIDATE}** (the fine-tune failed max_latency_p95_ms" in out and "Modelfile:   none" in out
     release = json.loads((version / "released_model" / "release.json").read_text())
     assert release["kind"] == "encoder" and "gguf" not in release and not (version / "released_model" / "Modelfile").exists()
-    assert "**Not a generative model**" in (version / "released_model" / "MODEL_CARD.md").read_text()
+    card = (version / "released_model" / "MODEL_CARD.md").read_text()
+    assert "**Not a generative model**" in card and "The fine-tune it replaced: smollm2-135m, lora, recipe " in card
     client = MlflowClient(tracking_uri=f"sqlite:///{root / 'mlflow' / 'mlflow.db'}")
     champion = client.get_model_version_by_alias("factory.tiny", "champion")
     assert champion.tags["kind"] == "encoder" and champion.tags["model_path"] == str(version / "released_model" / "encoder")

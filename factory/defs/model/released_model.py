@@ -6,6 +6,7 @@ import dagster as dg
 
 from factory.defs.automation import AFTER_UPSTREAM
 from factory.defs.partitions import dataset_versions
+from factory.integrations.resources import BaseModel
 from factory.integrations.storage import FactoryStorage
 from factory.integrations.tracking import MlflowTracker
 from factory.lib.files import atomic_dir, write_json
@@ -16,9 +17,10 @@ from factory.runtime.prompt import single_turn_template
 from factory.training.export_gguf import primary_gguf
 
 
-@dg.asset(partitions_def=dataset_versions, automation_condition=AFTER_UPSTREAM, deps=["eval_report", "gguf_model", "lora_adapter", "accepted_examples"],
+@dg.asset(partitions_def=dataset_versions, automation_condition=AFTER_UPSTREAM, deps=["eval_report", "gguf_model", "lora_adapter", "accepted_examples", "training_recipe"],
           kinds={"mlflow", "gguf"})
-def released_model(context: dg.AssetExecutionContext, storage: FactoryStorage, tracker: MlflowTracker) -> dg.MaterializeResult:
+def released_model(context: dg.AssetExecutionContext, storage: FactoryStorage, tracker: MlflowTracker,
+                   base_model: BaseModel) -> dg.MaterializeResult:
     """The model that passed every release gate released: a new MLflow registered-model version under the alias
     `champion` (earlier versions stay registered) and a model card; for the fine-tune, an Ollama Modelfile beside its
     GGUF. With `encoder_candidate`, the MiniLM + LR classifier when it passed in the fine-tune's place."""
@@ -30,7 +32,9 @@ def released_model(context: dg.AssetExecutionContext, storage: FactoryStorage, t
         raise dg.Failure(f"{key}: release gates failed: {', '.join(failed_gates(report['release_gates']))}")
     kind, info, gguf = primary_gguf(storage.asset_dir(key, "gguf_model"))
     folder = storage.asset_dir(key, "released_model")
-    training = json.loads((storage.asset_dir(key, "lora_adapter") / "summary.json").read_text())
+    recipe = json.loads((storage.asset_dir(key, "training_recipe") / "source.json").read_text())["recipe"]
+    training = {**json.loads((storage.asset_dir(key, "lora_adapter") / "summary.json").read_text()),
+                "base_model": base_model.spec, "recipe": recipe}
     data = json.loads((storage.asset_dir(key, "accepted_examples") / "summary.json").read_text())
     table = markdown_table(comparison_rows(report["models"], order=report["model_order"]))
     encoder = release["kind"] == "encoder"
