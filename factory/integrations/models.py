@@ -80,7 +80,8 @@ def _cache_name(spec: str, gguf: Path | None, chat_template: Path | None) -> str
     else:
         stem, key = spec.rstrip("/").rsplit("/", 1)[-1], spec
     slug = "".join(c if c.isalnum() or c in "-_." else "-" for c in stem)[:60]
-    key += "\0" + chat_template.read_text(encoding="utf-8") if chat_template else ""
+    if chat_template:
+        key += "\0" + chat_template.read_text(encoding="utf-8")
     return f"{slug}-{hashlib.sha256(key.encode()).hexdigest()[:10]}"
 
 

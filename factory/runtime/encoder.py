@@ -46,7 +46,7 @@ class EncoderClassifier:
         self.embedder = Embedder(model=spec["embedder"])
         self.encoder = self.embedder.load()
         self.embedder.encode(["warm-up"], self.encoder)  # torch's first call is slow; no request should pay for it
-        self.task, self.path, self.lock = task, str(folder), threading.Lock()
+        self.task, self.lock = task, threading.Lock()
 
     def classify(self, text: str, messages: list[dict] | None = None) -> Classification:
         if messages is not None:  # the user's turn is the input; the prompt around it is for generative models
@@ -62,10 +62,10 @@ class EncoderClassifier:
                               (time.perf_counter() - started) * 1000, confidence, abstained, probabilities)
 
 
-def released_classifier(path: str | Path, task: TaskSpec, threads: int = 0):
-    """The released model at `path`, GGUF or encoder, behind one `classify`."""
+def released_classifier(path: str | Path, task: TaskSpec, threads: int = 0, n_ctx: int = 2048):
+    """The model at `path`, a GGUF or an encoder folder, behind one `classify`."""
     if is_encoder(path):
         return EncoderClassifier(path, task, threads)
     from factory.runtime.classifier import GGUFClassifier
 
-    return GGUFClassifier(str(path), task, threads=threads)
+    return GGUFClassifier(str(path), task, threads=threads, n_ctx=n_ctx)

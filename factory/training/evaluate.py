@@ -77,11 +77,9 @@ class ServedModel:
     """The product runtime: what a served request gets."""
 
     def __init__(self, path: str, task, n_ctx: int, threads: int):
-        from factory.runtime.classifier import GGUFClassifier
-        from factory.runtime.encoder import EncoderClassifier, is_encoder
+        from factory.runtime.encoder import released_classifier
 
-        self.classifier = (EncoderClassifier(path, task, threads) if is_encoder(path)
-                           else GGUFClassifier(path, task, threads=threads, n_ctx=n_ctx))
+        self.classifier = released_classifier(path, task, threads, n_ctx)
 
     def predict(self, messages: list[dict]) -> dict:
         result = self.classifier.classify("", messages=messages)
