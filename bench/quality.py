@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import shutil
 import sys
@@ -82,6 +83,8 @@ def make_version(args: argparse.Namespace, work: Path, env: dict) -> tuple[Path,
     task_dir = subsample(full, tasks / f"bench_{regime}", args.train_per_label, args.train_rows, args.seed,
                          unlabeled=args.pseudo_labels_per_label > 0) \
         if regime != "all" else full
+    if args.teacher_rows_per_label:
+        with_generation(task_dir, args)
     key = f"{task_dir.name}.v1"
     config = work / f"{task_dir.name}-run.yaml"
     config.write_text(yaml.safe_dump(run_config(args)))
@@ -96,12 +99,25 @@ def make_version(args: argparse.Namespace, work: Path, env: dict) -> tuple[Path,
     return task_dir, key, regime
 
 
+def with_generation(task_dir: Path, args: argparse.Namespace) -> None:
+    """The task copy's `generation` plan for the teacher configured by FACTORY_TEACHER_* (README: "A teacher")."""
+    if os.environ.get("FACTORY_TEACHER_BACKEND", "none") == "none":
+        raise SystemExit("--teacher-rows-per-label needs a teacher: set FACTORY_TEACHER_BACKEND (see README)")
+    spec = yaml.safe_load((task_dir / "task.yaml").read_text())
+    mix = {kind: float(share) for kind, share in (part.split("=") for part in args.teacher_mix.split(","))}
+    spec["generation"] = {**spec.get("generation", {}), "rows_per_label": args.teacher_rows_per_label,
+                          "rows_per_request": args.teacher_rows_per_request, "mix": mix,
+                          "max_chars": args.teacher_max_chars}
+    (task_dir / "task.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
+
+
 def result_name(args: argparse.Namespace, regime: str) -> str:
     """--name, or one from the regime with its variants and pseudo-labels: runs of one regime never overwrite each other."""
     if args.name:
         return args.name
     extras = (f"_variants{args.variants_per_seed}" if args.variants_per_seed else "") + \
-        (f"_pseudo{args.pseudo_labels_per_label}" if args.pseudo_labels_per_label else "")
+        (f"_pseudo{args.pseudo_labels_per_label}" if args.pseudo_labels_per_label else "") + \
+        (f"_teacher{args.teacher_rows_per_label}" + ("_nojudge" if args.no_judge else "") if args.teacher_rows_per_label else "")
     return f"quality_{regime}{extras}"
 
 
@@ -111,7 +127,9 @@ def run_config(args: argparse.Namespace) -> dict:
         "baseline_report": {"config": {"base_model_rows": args.base_rows}},
         "eval_report": {"config": {"hf_limit": args.hf_rows}},
         "generated_examples": {"config": {"variants_per_seed": args.variants_per_seed,
-                                          "pseudo_labels_per_label": args.pseudo_labels_per_label}},
+                                          "pseudo_labels_per_label": args.pseudo_labels_per_label,
+                                          "use_teacher": args.teacher_rows_per_label > 0}},
+        "judged_examples": {"config": {"use_judge": not args.no_judge}},
         "dataset_splits": {"config": {"validation_fraction": args.validation_fraction, "seed": args.seed}}}}
 
 
@@ -130,6 +148,12 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--pseudo-labels-per-label", type=int, default=0,
                         help="self-training: the training rows left out, without labels, become the task's unlabeled "
                              "texts; MiniLM + LR fit on the kept rows labels this many a label (the most confident)")
+    parser.add_argument("--teacher-rows-per-label", type=int, default=0,
+                        help="rows a label asked of the teacher set by FACTORY_TEACHER_* (judged, then gated); 0: none")
+    parser.add_argument("--teacher-rows-per-request", type=int, default=2)
+    parser.add_argument("--teacher-mix", default="canonical=0.5,near_miss=0.5", help="kind=share,... (factory.lib.teacher.KINDS)")
+    parser.add_argument("--teacher-max-chars", type=int, default=200, help="longest text asked of the teacher")
+    parser.add_argument("--no-judge", action="store_true", help="keep the teacher's rows without the judge (every other gate runs)")
     parser.add_argument("--base-rows", type=int, default=400, help="test rows the base model answers (zero- and few-shot)")
     parser.add_argument("--hf-rows", type=int, default=200, help="test rows scored with transformers before export")
     parser.add_argument("--validation-fraction", type=float, default=0.1,
@@ -158,7 +182,10 @@ def main(argv: list[str] | None = None) -> dict:
     else:
         task_dir, key, regime = make_version(args, work, {"FACTORY_DATA_ROOT": str(work), "DAGSTER_HOME": str(work / "dagster")})
         recipe = args.recipe
-        made = {"seed": args.seed, "variants_per_seed": args.variants_per_seed, "pseudo_labels_per_label": args.pseudo_labels_per_label, "validation_fraction": args.validation_fraction,
+        made = {"seed": args.seed, "variants_per_seed": args.variants_per_seed, "pseudo_labels_per_label": args.pseudo_labels_per_label,
+                "teacher_rows_per_label": args.teacher_rows_per_label, "judge": not args.no_judge,
+                "teacher": os.environ.get("FACTORY_TEACHER_GGUF") or os.environ.get("FACTORY_TEACHER_MODEL"),
+                "validation_fraction": args.validation_fraction,
                 "run_config": run_config(args), "command_seconds": time.perf_counter() - started}
     style = answer_style(task_dir)
     version = work / "versions" / key

@@ -1,6 +1,7 @@
 """The teacher: plans, prompts and tolerant parsing (pure); the HTTP client's retries against a real loopback server
 that misbehaves on purpose; both backends for real (llama.cpp's server and the packaged GGUF in process); the cache."""
 import json
+import os
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -73,13 +74,22 @@ def test_requests_are_batched_seeded_and_name_their_template(tmp_path):
     plan = [PlanItem("billing", "boundary", 7, "quota", "shipping")]
     first = render_requests(plan, task, seeds, rows_per_request=3, few_shot=2, seed=0)
     assert [r.item.rows for r in first] == [7] * 3 and len(first) == 3
-    assert all("Write 3 new" in r.messages[0]["content"] for r in first)  # 9 rows for 7: one schema fits every reply
+    assert all("write 3 new" in r.messages[0]["content"] for r in first)  # 9 rows for 7: one schema fits every reply
     assert "close to 'shipping'" in first[0].messages[0]["content"]
     assert all(len(r.parent_ids) == 2 and set(r.parent_ids) <= {s["id"] for s in seeds} for r in first)
     again = render_requests(plan, task, list(reversed(seeds)), rows_per_request=3, few_shot=2, seed=0)
     assert [r.messages for r in again] == [r.messages for r in first]
     assert len({r.key for r in first}) == 3  # each request its own cache entry
     assert first[0].template == "classification" and len(first[0].template_sha256) == 64
+
+
+def test_requests_share_the_task_and_its_labels_as_one_prefix_the_teacher_caches(tmp_path):
+    """llama.cpp reuses the longest prefix it already processed: on Banking77's 77 labels that list is ~1,000 tokens
+    a request, so nothing that changes per request may come before it."""
+    plan = [PlanItem("billing", "canonical", 4, "quota"), PlanItem("login", "near_miss", 2, "quota", "billing")]
+    contents = [r.messages[0]["content"] for r in render_requests(plan, _task(tmp_path), [], 2, 0, seed=0)]
+    shared = os.path.commonprefix(contents)
+    assert len(set(contents)) == 3 and all(f"- {label}: " in shared for label in LABELS)
 
 
 class _Scripted(BaseHTTPRequestHandler):
