@@ -6,6 +6,7 @@ import dagster as dg
 import pytest
 import yaml
 
+from factory.lib.files import read_jsonl
 from factory_tests.test_dataset_assets import CHAIN
 
 
@@ -97,13 +98,22 @@ def test_editing_a_recipe_stales_only_the_fine_tunes_trained_with_it(resources, 
     settings = {"lora_r": 4, "lora_alpha": 8, "max_steps": 1, "per_device_train_batch_size": 2, "max_length": 256,
                 "quantization": "none", "precision": "fp32"}
     recipes = {"tiny.v1": tmp_path / "a.yaml", "tiny.v2": tmp_path / "b.yaml"}
-    for seed, path in enumerate(recipes.values()):
-        path.write_text(yaml.safe_dump({**settings, "seed": seed}))
+    for seed, path in enumerate(recipes.values()):  # tiny.v2 also distils MiniLM + LR's out-of-fold probabilities
+        path.write_text(yaml.safe_dump({**settings, "seed": seed, **({"distill_weight": 0.3} if seed else {})}))
     instance.add_dynamic_partitions("dataset_version", ["tiny.v2"])
     assets = [*CHAIN, *_assets("training_recipe", "lora_adapter")]
     for key, path in recipes.items():
         assert dg.materialize(assets, partition_key=key, resources=resources, instance=instance,
                               run_config={"ops": {"training_recipe": {"config": {"recipe": str(path)}}}}).success
+
+    train = read_jsonl(data_root / "versions" / "tiny.v2" / "dataset_splits" / "train.jsonl")
+    soft = read_jsonl(data_root / "versions" / "tiny.v2" / "_configs" / "soft_targets.jsonl")
+    assert [r["id"] for r in soft] == [r["id"] for r in train]
+    assert all(set(r["probabilities"]) == {"billing", "shipping", "login"} and
+               abs(sum(r["probabilities"].values()) - 1) < 1e-6 for r in soft)
+    trained = json.loads((data_root / "versions" / "tiny.v2" / "lora_adapter" / "summary.json").read_text())["config"]
+    assert trained["distill_weight"] == 0.3 and trained["soft_targets_file"].endswith("soft_targets.jsonl")
+    assert not (data_root / "versions" / "tiny.v1" / "_configs" / "soft_targets.jsonl").exists()
 
     def status(key):
         resolver = CachingStaleStatusResolver(instance, defs().resolve_asset_graph(), LoadingContextForTest(instance))

@@ -4,9 +4,10 @@ import json
 import numpy as np
 import pytest
 
+from factory.lib.baselines import embedding_logreg
 from factory.lib.errors import DataError
 from factory.lib.examples import load_texts
-from factory.lib.pseudo_labels import pseudo_labelled_rows
+from factory.lib.pseudo_labels import out_of_fold_probabilities, pseudo_labelled_rows
 
 SEEDS = [{"id": f"s{i}", "target": label} for i, label in enumerate(["a", "a", "b", "b"])]
 SEED_EMBEDDINGS = np.array([[1.0, 0.0], [0.9, 0.1], [0.0, 1.0], [0.1, 0.9]])
@@ -30,6 +31,24 @@ def test_texts_below_the_confidence_floor_stay_out():
     confident = pseudo_labelled_rows(SEEDS, SEED_EMBEDDINGS, POOL, POOL_EMBEDDINGS, rows_per_label=10, min_confidence=border + 1e-3)
     assert "p3" not in {r["parent_id"] for r in confident} and len(confident) < len(everything)
     assert pseudo_labelled_rows(SEEDS, SEED_EMBEDDINGS, POOL, POOL_EMBEDDINGS, rows_per_label=10, min_confidence=1.01) == []
+
+
+def test_out_of_fold_probabilities_never_come_from_a_fit_on_the_row_itself():
+    rng = np.random.default_rng(0)
+    a, b = rng.normal([3, 0], 0.3, (10, 2)), rng.normal([0, 3], 0.3, (10, 2))
+    embeddings = np.vstack([a, b, [[0, 3]]])  # the last row says "a" but sits among the b rows
+    targets = ["a"] * 10 + ["b"] * 10 + ["a"]
+    probabilities = out_of_fold_probabilities(embeddings, targets, ["b", "unused", "a"])
+    assert probabilities.shape == (21, 3) and np.allclose(probabilities.sum(axis=1), 1) and not probabilities[:, 1].any()
+    assert probabilities[-1, 2] < 0.1 < 0.9 < probabilities[-1, 0]  # the misplaced row: b, as its neighbours say
+    assert (probabilities[:10, 2] > 0.9).all() and (probabilities[10:20, 0] > 0.8).all()
+    in_sample = embedding_logreg(embeddings, targets).predict_proba(embeddings[-1:])[0][0]
+    assert probabilities[-1, 2] < 0.05 < in_sample  # fit on itself, the row pulls its own label up tenfold
+
+
+def test_out_of_fold_probabilities_refuse_a_label_with_one_row():
+    with pytest.raises(ValueError, match="need 2 rows of each label; c has 1"):
+        out_of_fold_probabilities(np.eye(5), ["a", "a", "b", "b", "c"], ["a", "b", "c"])
 
 
 @pytest.mark.parametrize("line, field, problem", [

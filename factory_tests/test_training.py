@@ -72,7 +72,9 @@ def test_every_recipe_builds_an_sft_config(recipe, tmp_path):
     # A misspelt key or a bad value in a recipe fails here, not hours into a run.
     from factory.training.sft import SFTRunConfig
 
-    config = SFTRunConfig(base_model_dir="m", task_dir="t", train_file="f", output_dir=str(tmp_path), **load_recipe(str(recipe)))
+    settings = load_recipe(str(recipe))
+    soft = {"soft_targets_file": "s"} if settings.get("distill_weight") else {}  # the asset writes it
+    config = SFTRunConfig(base_model_dir="m", task_dir="t", train_file="f", output_dir=str(tmp_path), **settings, **soft)
     assert config.num_train_epochs > 0 and config.learning_rate > 0
 
 
@@ -254,3 +256,61 @@ def test_one_script_process_runs_several_configs_in_turn_and_names_the_one_that_
     assert not error_path(paths[0]).exists() and not error_path(paths[2]).exists()
     printed = capsys.readouterr().out.splitlines()
     assert [json.loads(line)["output_dir"] for line in printed] == ["a", "c", "a"]  # c never ran after b failed
+
+
+def test_distillation_adds_the_soft_targets_cross_entropy_at_the_position_before_the_answer(tmp_path, tiny_task, resources):
+    import torch
+    import torch.nn.functional as F
+
+    from factory.lib.task import load_task
+    from factory.training.sft import build_trainer, lm_head_on_answer_tokens_only
+
+    labels = list(load_task(tiny_task).contract.labels)
+    ids = [f"{label}-{i}" for label, texts in TINY_SEEDS.items() for i in range(len(texts))]
+    rng = torch.Generator().manual_seed(0)
+    soft = {i: torch.softmax(torch.randn(len(labels), generator=rng) * 3, 0).tolist() for i in ids}
+    write_jsonl(tmp_path / "soft.jsonl", [{"id": i, "probabilities": dict(zip(labels, p))} for i, p in soft.items()])
+    config = _config(tiny_task, resources["base_model"].hf_dir(), tmp_path / "trained", per_device_train_batch_size=6,
+                     group_by_length=False, precision="fp32", distill_weight=0.4, soft_targets_file=str(tmp_path / "soft.jsonl"))
+    trainer, _ = build_trainer(config, tmp_path / "checkpoints", log=lambda _: None)
+    batch = next(iter(trainer.get_train_dataloader()))
+    targets = batch["soft_targets"]
+    assert targets.shape == (6, 3) and any(torch.allclose(targets[0], torch.tensor(p)) for p in soft.values())
+    with lm_head_on_answer_tokens_only():
+        loss = trainer.compute_loss(trainer.model, dict(batch))
+
+    # the same loss from a plain forward: the answer's mean token cross-entropy, and at the position predicting the
+    # answer's first token, the soft targets against the model's distribution over the labels' first tokens
+    with torch.no_grad():
+        logits = trainer.model(input_ids=batch["input_ids"], attention_mask=batch.get("attention_mask")).logits
+    answer = F.cross_entropy(logits[:, :-1].flatten(0, 1), batch["labels"][:, 1:].flatten(), ignore_index=-100)
+    before = (batch["labels"] != -100).int().argmax(dim=1) - 1
+    first_tokens = trainer.label_token_ids
+    label_logits = logits[torch.arange(6), before][:, first_tokens]
+    distill = -(targets * torch.log_softmax(label_logits, dim=-1)).sum(-1).mean()
+    assert torch.allclose(loss, 0.6 * answer + 0.4 * distill, atol=1e-4)
+    tokenizer = trainer.processing_class
+    assert [tokenizer.decode([t]) for t in first_tokens.tolist()] == [tokenizer.decode(
+        tokenizer(label, add_special_tokens=False)["input_ids"][:1]) for label in labels]
+
+
+def test_distillation_refuses_answers_that_share_a_first_token_and_rows_without_a_soft_target(tmp_path, tiny_task, resources):
+    import yaml
+
+    from factory.lib.errors import DataError
+    from factory.training.sft import build_trainer
+
+    write_jsonl(tmp_path / "soft.jsonl", [{"id": "billing-0", "probabilities": {"billing": 1.0}}])
+    config = _config(tiny_task, resources["base_model"].hf_dir(), tmp_path / "trained", distill_weight=0.5,
+                     soft_targets_file=str(tmp_path / "soft.jsonl"))
+    with pytest.raises(DataError, match=r"train.jsonl, line 2: row 'billing-1' has no soft target"):
+        build_trainer(config, tmp_path / "checkpoints", log=lambda _: None)
+    spec = yaml.safe_load((tiny_task / "task.yaml").read_text())
+    spec["contract"]["answers"] = {"billing": "card charge", "login": "card login", "shipping": "parcel"}
+    (tiny_task / "task.yaml").write_text(yaml.safe_dump(spec))
+    write_jsonl(tmp_path / "soft.jsonl", [{"id": f"{label}-{i}", "probabilities": {label: 1.0}}
+                                          for label, texts in TINY_SEEDS.items() for i in range(len(texts))])
+    with pytest.raises(ValueError, match="first tokens differ; billing, login share theirs"):
+        build_trainer(config, tmp_path / "checkpoints", log=lambda _: None)
+    with pytest.raises(ValueError, match="distill_weight needs soft_targets_file"):
+        _config(tiny_task, tmp_path / "no-model", tmp_path / "out", distill_weight=0.5)

@@ -29,7 +29,11 @@ def tfidf_logreg(train_texts: list[str], train_targets: list[str], seed: int = 0
 
 def embedding_logreg(train_embeddings: np.ndarray, train_targets: list[str], seed: int = 0):
     """Logistic regression on sentence embeddings (MiniLM by default): the strongest cheap baseline on Banking77."""
-    return LogisticRegression(C=10.0, max_iter=3000, random_state=seed).fit(train_embeddings, train_targets)
+    return embedding_classifier(seed).fit(train_embeddings, train_targets)
+
+
+def embedding_classifier(seed: int = 0) -> LogisticRegression:
+    return LogisticRegression(C=10.0, max_iter=3000, random_state=seed)
 
 
 def label_prompt(answers: list[str]) -> str:

@@ -2,9 +2,12 @@
 where it is most confident. The fine-tune learns what the stronger cheap baseline knows from texts it never saw."""
 from __future__ import annotations
 
-import numpy as np
+from collections import Counter
 
-from factory.lib.baselines import embedding_logreg
+import numpy as np
+from sklearn.model_selection import StratifiedKFold, cross_val_predict
+
+from factory.lib.baselines import embedding_classifier, embedding_logreg
 
 
 def pseudo_labelled_rows(seeds: list[dict], seed_embeddings: np.ndarray, pool: list[dict], pool_embeddings: np.ndarray,
@@ -24,3 +27,21 @@ def pseudo_labelled_rows(seeds: list[dict], seed_embeddings: np.ndarray, pool: l
                   "parent_id": pool[i]["id"], "generator": "embedding_logreg_pseudo_label",
                   "label_confidence": round(float(confidence[i]), 4)} for i in picked[:rows_per_label]]
     return rows
+
+
+def out_of_fold_probabilities(embeddings: np.ndarray, targets: list[str], labels: list[str], folds: int = 5,
+                              seed: int = 0) -> np.ndarray:
+    """Each row's probability for every label (columns in `labels` order) from the embedding classifier fit on the
+    other folds, never on the row itself: soft targets to distil, which an in-sample fit would make near one-hot."""
+    counts = Counter(targets)
+    rare = sorted(label for label, n in counts.items() if n < 2)
+    if rare:
+        raise ValueError(f"out-of-fold probabilities need 2 rows of each label; {', '.join(rare)} has 1")
+    cv = StratifiedKFold(n_splits=min(folds, min(counts.values())), shuffle=True, random_state=seed)
+    probabilities = cross_val_predict(embedding_classifier(seed), embeddings, targets, cv=cv, method="predict_proba")
+    columns = {label: i for i, label in enumerate(sorted(counts))}  # the classifier's classes_, sorted
+    out = np.zeros((len(targets), len(labels)))
+    for j, label in enumerate(labels):
+        if label in columns:
+            out[:, j] = probabilities[:, columns[label]]
+    return out

@@ -31,7 +31,7 @@ def recipe_fingerprint(name_or_path: str) -> tuple[dict, str]:
     return recipe, hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:16]
 
 
-TRAINING_CODE = [Path(__file__).resolve().parents[1] / "training" / name for name in ("sft.py", "task_metric.py")]
+TRAINING_CODE = [Path(__file__).resolve().parents[1] / "training" / name for name in ("sft.py", "task_metric.py", "distill.py")]
 
 
 def training_code_version() -> str:

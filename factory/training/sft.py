@@ -16,8 +16,10 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from factory.lib.errors import DataError
 from factory.lib.files import atomic_dir, peak_rss_mib, read_jsonl, sha256_file, write_json
 from factory.lib.task import load_task
+from factory.training.distill import SOFT_TARGETS, distilling, label_first_tokens, read_soft_targets
 
 # A LoRA adapter's AdamW state is small, so plain AdamW is the default: paged 8-bit AdamW took 0.90 s a step against
 # 0.63 for QLoRA on SmolLM2-135M on an H200 (bench/LOG.md, "QLoRA on a GPU"); a choice for large models on small GPUs.
@@ -60,6 +62,11 @@ class SFTRunConfig:
         "help": "continue a killed run from its last checkpoint when the config and the data are unchanged"})
     neftune_noise_alpha: float = field(default=0.0, metadata={
         "help": "NEFTune: uniform noise of this scale on the input embeddings while training (0: off; the paper used 5)"})
+    distill_weight: float = field(default=0.0, metadata={
+        "help": "share of the loss spent matching the embedding classifier's label probabilities at the answer's first "
+                "token (soft_targets_file; 0: off)"})
+    soft_targets_file: str | None = field(default=None, metadata={
+        "help": "JSONL of {id, probabilities} for the train rows (written by the lora_adapter asset when distilling)"})
     seed: int = field(default=0, metadata={"help": "seeds data order, dropout and adapter init"})
     logging_steps: int = field(default=5, metadata={"help": "log the loss every N steps"})
 
@@ -71,6 +78,10 @@ class SFTRunConfig:
             raise ValueError(f"precision must be 'auto', 'bf16' or 'fp32', got {self.precision!r}")
         if self.optimizer not in OPTIMIZERS:
             raise ValueError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}")
+        if not 0.0 <= self.distill_weight < 1.0:
+            raise ValueError(f"distill_weight must be in [0, 1), got {self.distill_weight}")
+        if self.distill_weight and not self.soft_targets_file:
+            raise ValueError("distill_weight needs soft_targets_file (the lora_adapter asset writes it)")
         if self.method == "full" and self.quantization == "nf4":
             raise ValueError("quantization 'nf4' needs method 'lora': 4-bit weights cannot be trained directly")
 
@@ -90,10 +101,11 @@ def resolve_precision(precision: str, cuda: bool, cpu_bf16: bool) -> str:
     return "bf16" if cuda or cpu_bf16 else "fp32"
 
 
-def _records(path: str, task, tokenizer) -> list[dict]:
+def _records(path: str, task, tokenizer, soft_targets: dict[str, list[float]] | None = None) -> list[dict]:
     """Rows tokenized here rather than by TRL: the prompt as the chat template renders it for generation, then the
     answer and the end-of-turn token, the only supervised positions. TRL's own prompt-completion tokenization would
-    also supervise what the template writes after the turn (ChatML's newline after <|im_end|>)."""
+    also supervise what the template writes after the turn (ChatML's newline after <|im_end|>). With soft targets,
+    each row carries its own (a row without one is an error, named)."""
     contract = task.build_contract()
     end_of_turn = tokenizer.convert_tokens_to_ids(tokenizer.eos_token)
     records = []
@@ -101,7 +113,12 @@ def _records(path: str, task, tokenizer) -> list[dict]:
         prompt = tokenizer.apply_chat_template(task.messages(row["text"]), add_generation_prompt=True, tokenize=True,
                                                return_dict=True)["input_ids"]
         answer = tokenizer(contract.render(row["target"]), add_special_tokens=False)["input_ids"] + [end_of_turn]
-        records.append({"input_ids": list(prompt) + answer, "completion_mask": [0] * len(prompt) + [1] * len(answer)})
+        record = {"input_ids": list(prompt) + answer, "completion_mask": [0] * len(prompt) + [1] * len(answer)}
+        if soft_targets is not None:
+            if row["id"] not in soft_targets:
+                raise DataError(path, f"row {row['id']!r} has no soft target", line=row["_line"])
+            record[SOFT_TARGETS] = soft_targets[row["id"]]
+        records.append(record)
     return records
 
 
@@ -162,7 +179,7 @@ def checkpoint_dir(config: SFTRunConfig) -> Path:
     output = Path(config.output_dir)
     folder = output.with_name(f".checkpoints-{output.name}")
     digest = hashlib.sha256(json.dumps({k: v for k, v in asdict(config).items() if k != "resume"}, sort_keys=True).encode())
-    for path in (config.train_file, config.validation_file, config.dev_file):
+    for path in (config.train_file, config.validation_file, config.dev_file, config.soft_targets_file):
         if path and Path(path).exists():
             digest.update(sha256_file(path).encode())
     marker = folder / "fingerprint"
@@ -188,7 +205,8 @@ def build_trainer(config: SFTRunConfig, checkpoints: Path, log: Callable[[str], 
     bf16 = resolve_precision(config.precision, cuda, cpu_runs_bf16()) == "bf16"
     task = load_task(config.task_dir)
     tokenizer = AutoTokenizer.from_pretrained(config.base_model_dir)
-    train = Dataset.from_list(_records(config.train_file, task, tokenizer))
+    soft = read_soft_targets(config.soft_targets_file, list(task.contract.labels)) if config.distill_weight else None
+    train = Dataset.from_list(_records(config.train_file, task, tokenizer, soft))
     validation = Dataset.from_list(_records(config.validation_file, task, tokenizer)) if config.validation_file else None
     if validation is not None and len(validation) == 0:
         validation = None
@@ -259,9 +277,11 @@ def build_trainer(config: SFTRunConfig, checkpoints: Path, log: Callable[[str], 
         callbacks.append(DevMetric(task, dev, tokenizer))  # before early stopping, which reads what it adds
         if config.early_stopping_patience:
             callbacks.append(EarlyStoppingCallback(early_stopping_patience=config.early_stopping_patience))
-    trainer = SFTTrainer(
+    distill = {"label_token_ids": label_first_tokens(tokenizer, task.build_contract()),
+               "distill_weight": config.distill_weight} if config.distill_weight else {}
+    trainer = (distilling(SFTTrainer) if distill else SFTTrainer)(
         model=model, args=args, train_dataset=train, eval_dataset=validation,
-        processing_class=tokenizer, peft_config=peft_config, callbacks=callbacks,
+        processing_class=tokenizer, peft_config=peft_config, callbacks=callbacks, **distill,
     )
     trainer.quantized = quantize
     return trainer, clock

@@ -3,9 +3,11 @@ import yaml
 
 from factory.defs.automation import AFTER_UPSTREAM
 from factory.defs.partitions import dataset_versions
-from factory.integrations.resources import BaseModel, TrainingScripts
+from factory.integrations.resources import BaseModel, Embedder, TrainingScripts
 from factory.integrations.storage import FactoryStorage
 from factory.integrations.tracking import MlflowTracker
+from factory.lib.files import read_jsonl, write_jsonl
+from factory.lib.pseudo_labels import out_of_fold_probabilities
 from factory.lib.recipes import training_code_version
 from factory.training.sft import SFTRunConfig
 
@@ -14,18 +16,23 @@ from factory.training.sft import SFTRunConfig
           code_version=training_code_version(), kinds={"pytorch", "peft"}, pool="train")
 def lora_adapter(
     context: dg.AssetExecutionContext, storage: FactoryStorage,
-    base_model: BaseModel, scripts: TrainingScripts, tracker: MlflowTracker,
+    base_model: BaseModel, scripts: TrainingScripts, tracker: MlflowTracker, embedder: Embedder,
 ) -> dg.MaterializeResult:
     """LoRA adapter (or every weight, with recipe `method: full`) trained with TRL SFT on the train split, loss on the
-    answer and its end-of-turn token only; the checkpoint with the best dev macro-F1 (label-constrained) is kept."""
+    answer and its end-of-turn token only; the checkpoint with the best dev macro-F1 (label-constrained) is kept. With
+    the recipe's `distill_weight`, also taught MiniLM + LR's out-of-fold label probabilities for each train row."""
     key = context.partition_key
     splits = storage.asset_dir(key, "dataset_splits")
     folder = storage.asset_dir(key, "lora_adapter")
     snapshot = storage.asset_dir(key, "training_recipe")
     recipe = yaml.safe_load((snapshot / "recipe.yaml").read_text(encoding="utf-8"))
     name = yaml.safe_load((snapshot / "source.json").read_text(encoding="utf-8"))["recipe"]
+    task = storage.task_for(key)
+    if recipe.get("distill_weight"):
+        recipe["soft_targets_file"] = str(_soft_targets(splits / "train.jsonl", list(task.contract.labels), embedder,
+                                                        storage.asset_dir(key, "_configs") / "soft_targets.jsonl"))
     run_config = SFTRunConfig(
-        base_model_dir=str(base_model.hf_dir()), task_dir=str(storage.task_for(key).folder),
+        base_model_dir=str(base_model.hf_dir()), task_dir=str(task.folder),
         train_file=str(splits / "train.jsonl"), validation_file=str(splits / "validation.jsonl"),
         dev_file=str(storage.asset_dir(key, "eval_sets") / "dev.jsonl"),
         output_dir=str(folder), **recipe,
@@ -48,3 +55,10 @@ def lora_adapter(
         "best_step": summary["best_step"],
         "resumed_from_step": summary["resumed_from_step"],
     })
+
+
+def _soft_targets(train_file, labels: list[str], embedder: Embedder, path):
+    rows = read_jsonl(train_file)
+    probabilities = out_of_fold_probabilities(embedder.encode([r["text"] for r in rows]), [r["target"] for r in rows], labels)
+    return write_jsonl(path, [{"id": r["id"], "probabilities": dict(zip(labels, map(float, p)))}
+                              for r, p in zip(rows, probabilities)])
