@@ -206,6 +206,8 @@ def build_trainer(config: SFTRunConfig, checkpoints: Path, log: Callable[[str], 
     task = load_task(config.task_dir)
     tokenizer = AutoTokenizer.from_pretrained(config.base_model_dir)
     soft = read_soft_targets(config.soft_targets_file, list(task.contract.labels)) if config.distill_weight else None
+    distill = {"label_token_ids": label_first_tokens(tokenizer, task.build_contract()),
+               "distill_weight": config.distill_weight} if config.distill_weight else {}
     train = Dataset.from_list(_records(config.train_file, task, tokenizer, soft))
     validation = Dataset.from_list(_records(config.validation_file, task, tokenizer)) if config.validation_file else None
     if validation is not None and len(validation) == 0:
@@ -277,8 +279,6 @@ def build_trainer(config: SFTRunConfig, checkpoints: Path, log: Callable[[str], 
         callbacks.append(DevMetric(task, dev, tokenizer))  # before early stopping, which reads what it adds
         if config.early_stopping_patience:
             callbacks.append(EarlyStoppingCallback(early_stopping_patience=config.early_stopping_patience))
-    distill = {"label_token_ids": label_first_tokens(tokenizer, task.build_contract()),
-               "distill_weight": config.distill_weight} if config.distill_weight else {}
     trainer = (distilling(SFTTrainer) if distill else SFTTrainer)(
         model=model, args=args, train_dataset=train, eval_dataset=validation,
         processing_class=tokenizer, peft_config=peft_config, callbacks=callbacks, **distill,
