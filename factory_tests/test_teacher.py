@@ -26,6 +26,8 @@ LABELS = ["billing", "login", "shipping"]
     ('{"text": "a b"}\n{"text": "c d"}', ["a b"], ["ignored prose around the JSON"]),
     ('1. a b\n2) c d\n- e f', ["a b", "c d", "e f"], ["read a numbered list"]),
     ('{"examples": ["line one\nline two"]}', ["line one\nline two"], []),
+    ('{"examples": ["<example>a b</example>", "c d</example>", "e <example> f"]}', ["a b", "c d", "e <example> f"],
+     ["removed the prompt's <example> tags"]),
 ])
 def test_parsing_takes_what_teachers_really_emit_and_records_the_repairs(raw, texts, repairs):
     parsed = parse_generated(raw)
@@ -34,7 +36,8 @@ def test_parsing_takes_what_teachers_really_emit_and_records_the_repairs(raw, te
     assert parsed.repairs == repairs
 
 
-@pytest.mark.parametrize("raw", ["", "I cannot help with that.", '{"examples": []}', '{"examples": [1, 2]}'])
+@pytest.mark.parametrize("raw", ["", "I cannot help with that.", '{"examples": []}', '{"examples": [1, 2]}',
+                                 '{"examples": ["<example></example>"]}'])
 def test_unparseable_replies_become_one_rejectable_row_with_the_error(raw):
     parsed = parse_generated(raw)
     assert parsed.error and not parsed.texts

@@ -144,6 +144,7 @@ def render_requests(plan: list[PlanItem], task, seeds: list[dict], rows_per_requ
 
 _FENCE = re.compile(r"```(?:json|JSON)?\s*\n?(.*?)```", re.S)
 _THINK = re.compile(r"<think>.*?</think>", re.S)
+_EXAMPLE_TAG = re.compile(r"^\s*<example>|</example>\s*$")
 _LIST_LINE = re.compile(r"^\s*(?:\d+[.)]|[-*•])\s+(.+?)\s*$")
 
 
@@ -180,8 +181,12 @@ def parse_generated(raw: str) -> Parsed:
                 parsed.repairs.append("read a numbered list")
     for item in items:
         candidate = item.get("text") if isinstance(item, dict) else item
-        if isinstance(candidate, str) and candidate.strip():
-            parsed.texts.append(candidate.strip())
+        candidate = candidate.strip() if isinstance(candidate, str) else ""
+        bare = _EXAMPLE_TAG.sub("", candidate).strip()  # the prompt shows seeds in these tags; small teachers copy them
+        if bare != candidate and "removed the prompt's <example> tags" not in parsed.repairs:
+            parsed.repairs.append("removed the prompt's <example> tags")
+        if bare:
+            parsed.texts.append(bare)
         else:
             parsed.repairs.append(f"skipped an item that is not a text: {str(item)[:60]!r}")
     if not parsed.texts:
