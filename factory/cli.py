@@ -92,6 +92,7 @@ def print_summary(key: str, seconds: float) -> None:
     print("Release gates: " + ("all passed" if not failed else "FAILED: " + ", ".join(failed)))
     chosen = report["release"]
     released = folder / "released_model"
+    exported = folder / "gguf_model" / "Modelfile"
     release = json.loads((released / "release.json").read_text()) if (released / "release.json").exists() else None
     print(f"\nHTML report: {folder / 'eval_report' / 'report.html'}\nRepair:      {folder / 'eval_report' / 'repair_targets.json'}")
     if release and release["partition"] == key and chosen["model"]:
@@ -99,9 +100,11 @@ def print_summary(key: str, seconds: float) -> None:
         print(f"Champion:    {release['registered_model']} version {release['version']} (alias champion)\n"
               f"{model}{released / release['model']}\nModel card:  {released / 'MODEL_CARD.md'}")
         print(f"Modelfile:   {released / 'Modelfile'}" if release["kind"] == "gguf" else
-              "Modelfile:   none (Ollama runs generative GGUF models only)")
+              f"Modelfile:   none for the champion (Ollama runs generative GGUF models only); the fine-tune's, "
+              f"not released: {exported}")
     elif not chosen["model"]:
-        print(f"Champion:    unchanged: the failed gates kept {key} from release (no model card or Modelfile for it)")
+        print(f"Champion:    unchanged: the failed gates kept {key} from release (no model card for it)\n"
+              f"Modelfile:   the fine-tune's, not released: {exported}")
     print(f"MLflow:      make mlflow, then http://127.0.0.1:5000 (runs tagged dagster.partition={key})\n"
           f"Dagster UI:  make ui, then http://127.0.0.1:3000 (partition {key})")
 

@@ -75,6 +75,7 @@ def test_the_release_is_registered_as_champion_with_a_card_and_a_modelfile(relea
     assert [a.path for a in client.list_artifacts(champion.run_id, "gguf")] == [f"gguf/{release['gguf']}"]
     # the Modelfile's template gives the very prompt the GGUF's own template renders
     text = (released / "Modelfile").read_text()
+    assert text == (released_version["version"] / "gguf_model" / "Modelfile").read_text()  # made at export, released as is
     assert text.startswith(f"FROM ./{release['gguf']}\n") and "PARAMETER temperature 0" in text
     prompt = GGUFPrompt(Llama(model_path=str(released / release["gguf"]), vocab_only=True, verbose=False))
     messages = [{"role": "system", "content": "Sort it."}, {"role": "user", "content": "Where is my parcel?"}]

@@ -61,6 +61,8 @@ def test_a_failed_gate_blocks_the_release_and_the_command_exits_3(strict_copy, c
     failed = failed_gates(report["release_gates"])
     assert f"Release gates: FAILED: {', '.join(failed)}\n" in err.out
     assert "Champion:    unchanged: the failed gates kept tiny.v1 from release" in err.out
+    exported = strict_copy / "versions" / "tiny.v1" / "gguf_model" / "Modelfile"
+    assert f"Modelfile:   the fine-tune's, not released: {exported}" in err.out and exported.read_text().startswith("FROM ./model-")
     assert any(gate.startswith("min_test_macro_f1 (") and gate.endswith(" vs 1.01)") for gate in failed)
     assert not report["release_gates"]["min_test_macro_f1"]["passed"]
     assert report["release_gates"]["beat_best_baseline"]["baseline"] == report["best_baseline"]
@@ -96,7 +98,8 @@ def test_a_fine_tune_over_its_latency_budget_gives_way_to_the_encoder_candidate_
     rival = report["candidate_gates"]["beat_best_baseline"]
     assert rival["value"] == report["models"][CANDIDATE]["test"]["macro_f1"] and rival["baseline"] != "minilm_logreg"
     assert rival["threshold"] >= report["models"][report["served_model"]]["test"]["macro_f1"]  # it beat the fine-tune too
-    assert f"Released: **{CANDIDATE}** (the fine-tune failed max_latency_p95_ms" in out and "Modelfile:   none" in out
+    assert f"Released: **{CANDIDATE}** (the fine-tune failed max_latency_p95_ms" in out and "Modelfile:   none for the champion" in out
+    assert f"the fine-tune's, not released: {version / 'gguf_model' / 'Modelfile'}" in out
     release = json.loads((version / "released_model" / "release.json").read_text())
     assert release["kind"] == "encoder" and "gguf" not in release and not (version / "released_model" / "Modelfile").exists()
     card = (version / "released_model" / "MODEL_CARD.md").read_text()

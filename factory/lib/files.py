@@ -64,10 +64,15 @@ def _dumps(value, indent: int | None = None) -> str:
 
 
 def write_json(path: str | Path, payload: dict) -> Path:
+    return write_text(path, _dumps(payload, indent=2) + "\n")
+
+
+def write_text(path: str | Path, text: str) -> Path:
+    """The whole text or the file as it was: written beside it, then renamed."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    tmp.write_text(_dumps(payload, indent=2) + "\n", encoding="utf-8")
+    tmp.write_text(text, encoding="utf-8")
     os.replace(tmp, path)
     return path
 

@@ -6,9 +6,11 @@ from factory.defs.partitions import dataset_versions
 from factory.integrations.resources import BaseModel, TrainingScripts
 from factory.integrations.storage import FactoryStorage
 from factory.integrations.tracking import MlflowTracker
-from factory.lib.files import read_jsonl, write_json
+from factory.lib.files import read_jsonl, write_json, write_text
 from factory.lib.quantization import choose_quantization
+from factory.lib.release import PROMPT_MARKER, SYSTEM_MARKER, modelfile, ollama_template
 from factory.lib.report import headline
+from factory.runtime.prompt import single_turn_template
 from factory.training.evaluate import EvalConfig
 from factory.training.export_gguf import ExportConfig, primary_gguf
 from factory.training.parity import template_parity
@@ -25,7 +27,8 @@ def gguf_model(
     context: dg.AssetExecutionContext, config: GGUFConfig, storage: FactoryStorage,
     base_model: BaseModel, scripts: TrainingScripts, tracker: MlflowTracker,
 ) -> dg.MaterializeResult:
-    """The fine-tune exported to GGUF for llama.cpp in several quantizations; the one served is chosen on dev."""
+    """The fine-tune exported to GGUF for llama.cpp in several quantizations; the one served is chosen on dev and
+    gets an Ollama Modelfile from its own template and stop tokens (released with it, or there to try when it is not)."""
     key = context.partition_key
     folder = storage.asset_dir(key, "gguf_model")
     export = ExportConfig(base_model_dir=str(base_model.hf_dir()), adapter_dir=str(storage.asset_dir(key, "lora_adapter") / "adapter"),
@@ -41,6 +44,10 @@ def gguf_model(
         dev_scores = {kind: headline(result["sets"]["dev"]) for kind, result in zip(kinds, scored)}
         choice = choose_quantization(dev_scores, {k: v["bytes"] for k, v in summary["files"].items()}, config.tolerance)
         write_json(folder / "choice.json", choice)
+        chosen = folder / summary["files"][choice["chosen"]]["file"]
+        rendered, stops = single_turn_template(str(chosen), SYSTEM_MARKER, PROMPT_MARKER)
+        write_text(folder / "Modelfile", modelfile(chosen.name, ollama_template(rendered), stops,
+                                                   storage.task_for(key).system_prompt))
         for kind, info in summary["files"].items():
             run.log_metrics({f"{kind}.bytes": info["bytes"], f"{kind}.dev_score": dev_scores[kind]})
             run.log_params({f"{kind}.sha256": info["sha256"]})

@@ -10,10 +10,9 @@ from factory.integrations.resources import BaseModel
 from factory.integrations.storage import FactoryStorage
 from factory.integrations.tracking import MlflowTracker
 from factory.lib.files import atomic_dir, write_json
-from factory.lib.release import PROMPT_MARKER, SYSTEM_MARKER, model_card, modelfile, ollama_template
+from factory.lib.release import model_card
 from factory.lib.report import comparison_rows, failed_gates, gates_markdown, markdown_table
 from factory.lib.versions import parse_version_key
-from factory.runtime.prompt import single_turn_template
 from factory.training.export_gguf import primary_gguf
 
 
@@ -50,8 +49,10 @@ def released_model(context: dg.AssetExecutionContext, storage: FactoryStorage, t
         else:
             model = scratch / gguf.name
             _link_or_copy(gguf, model)
-            rendered, stops = single_turn_template(str(gguf), SYSTEM_MARKER, PROMPT_MARKER)
-            (scratch / "Modelfile").write_text(modelfile(gguf.name, ollama_template(rendered), stops, task.system_prompt))
+            exported = storage.asset_dir(key, "gguf_model") / "Modelfile"
+            if not exported.exists():
+                raise dg.Failure(f"{exported} is missing (exported by an older factory): materialise gguf_model again")
+            shutil.copy2(exported, scratch / "Modelfile")
         (scratch / "MODEL_CARD.md").write_text(card, encoding="utf-8")
     model = folder / model.name
     tags = {"dagster.partition": key, "model_path": str(model), "kind": release["kind"]}
