@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from factory.lib.files import read_jsonl
+from factory.lib.task import load_task
 from factory_tests.conftest import TINY_EVAL, TINY_SEEDS
 
 BENCH = Path(__file__).resolve().parents[1] / "bench"
@@ -57,17 +58,22 @@ def test_quality_benchmark_runs_a_valid_config_and_keeps_a_work_folders_answers(
 
     quality = bench_module("quality", monkeypatch)
     args = argparse.Namespace(quantizations="q8_0,q4_k_m", base_rows=3, hf_rows=3, variants_per_seed=0,
-                              pseudo_labels_per_label=2, validation_fraction=0.0, seed=0, name=None)
+                              pseudo_labels_per_label=2, validation_fraction=0.0, seed=0, name=None,
+                              teacher_rows_per_label=0, no_judge=False)
     job = defs().resolve_job_def("factory_pipeline")
     assert dg.validate_run_config(job, quality.run_config(args))["ops"]["dataset_splits"]["config"]["validation_fraction"] == 0
+    taught = argparse.Namespace(**{**vars(args), "teacher_rows_per_label": 4, "no_judge": True})
+    ops = dg.validate_run_config(job, quality.run_config(taught))["ops"]
+    assert ops["generated_examples"]["config"]["use_teacher"] and not ops["judged_examples"]["config"]["use_judge"]
+    assert quality.result_name(taught, "pl10") == "quality_pl10_pseudo2_teacher4_nojudge"
     misspelt = quality.run_config(args)
     misspelt["ops"]["gguf_model"]["config"]["quantization"] = misspelt["ops"]["gguf_model"]["config"].pop("quantizations")
     with pytest.raises(dg.DagsterInvalidConfigError, match='unexpected config entry "quantization"'):
         dg.validate_run_config(job, misspelt)
 
     assert quality.result_name(args, "pl10") == "quality_pl10_pseudo2"  # never the seeds-only run's file
-    assert quality.result_name(argparse.Namespace(name=None, variants_per_seed=1, pseudo_labels_per_label=0), "all") == \
-        "quality_all_variants1"
+    assert quality.result_name(argparse.Namespace(name=None, variants_per_seed=1, pseudo_labels_per_label=0,
+                                                  teacher_rows_per_label=0), "all") == "quality_all_variants1"
     assert quality.result_name(argparse.Namespace(name="mine", variants_per_seed=0, pseudo_labels_per_label=0), "all") == "mine"
 
     data, work = tmp_path / "labelled", tmp_path / "work"
@@ -84,6 +90,17 @@ def test_quality_benchmark_runs_a_valid_config_and_keeps_a_work_folders_answers(
     seeds, pool = read_jsonl(kept / "seeds.jsonl"), read_jsonl(kept / "unlabeled.jsonl")
     assert len(seeds) == 2 * len(TINY_SEEDS) and all(set(row) - {"_line"} == {"id", "text"} for row in pool)
     assert sorted(r["id"] for r in seeds + pool) == sorted(r["id"] for r in read_jsonl(full / "seeds.jsonl"))
+    # teacher rows: refused without a teacher; with one, the task copy's `generation` plan is what was asked
+    plan = argparse.Namespace(teacher_rows_per_label=4, teacher_rows_per_request=2, teacher_mix="canonical=0.5,near_miss=0.5",
+                              teacher_max_chars=200)
+    monkeypatch.delenv("FACTORY_TEACHER_BACKEND", raising=False)
+    with pytest.raises(SystemExit, match="needs a teacher: set FACTORY_TEACHER_BACKEND"):
+        quality.with_generation(kept, plan)
+    monkeypatch.setenv("FACTORY_TEACHER_BACKEND", "local")
+    quality.with_generation(kept, plan)
+    generation = load_task(kept).generation
+    assert (generation.rows_per_label, generation.rows_per_request, generation.max_chars) == (4, 2, 200)
+    assert generation.mix == {"canonical": 0.5, "near_miss": 0.5}
     # a work folder keeps the answers it was imported with: asking for others is refused before anything runs
     refused = subprocess.run([sys.executable, str(BENCH / "quality.py"), "--data", str(data), "--work", str(work),
                               "--distinct-first-words", "--out", str(tmp_path / "results")],
