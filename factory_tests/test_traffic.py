@@ -204,10 +204,11 @@ def test_under_make_ui_the_sensors_and_schedule_are_on_and_the_daemon_takes_a_ne
             time.sleep(2)
     finally:
         # SIGINT to `dagster dev` alone: it stops the webserver and the daemon through their shutdown pipes, then its
-        # code server. SIGTERM to the whole group left it up 27-29 s in some full-suite runs. Shutdown is not under test.
+        # code server. Either signal leaves it up 27-30 s in some full-suite runs (cause not found); shutdown is not
+        # under test, so it gets 10 s before the group is killed.
         dev.send_signal(signal.SIGINT)
         with contextlib.suppress(subprocess.TimeoutExpired):
-            dev.wait(timeout=30)
+            dev.wait(timeout=10)
         with contextlib.suppress(ProcessLookupError):  # whatever outlived it
             os.killpg(dev.pid, signal.SIGKILL)
         dev.wait(timeout=30)
