@@ -118,6 +118,27 @@ def test_a_fine_tune_over_its_latency_budget_gives_way_to_the_encoder_candidate_
     assert body["label"] == scored[0]["prediction"] and body["model_version"] == "tiny.v1" and 0 < body["confidence"] <= 1
 
 
+def test_a_version_exported_without_a_modelfile_is_not_released(released_version, tmp_path, model_cache):
+    import dagster as dg
+
+    from factory.definitions import defs
+    from factory.defs.resources import factory_resources
+
+    root = tmp_path / "data"  # a version exported before the Modelfile was made at export: no GGUF needed to refuse it
+    shutil.copytree(released_version["root"] / "tasks", root / "tasks")
+    shutil.copytree(released_version["version"], root / "versions" / "tiny.v1",
+                    ignore=shutil.ignore_patterns("released_model", "*.gguf", "Modelfile"))
+    released = [a for a in defs().assets if dg.AssetKey("released_model") in a.keys]
+    with dg.instance_for_test() as instance:
+        instance.add_dynamic_partitions("dataset_version", ["tiny.v1"])
+        result = dg.materialize(released, partition_key="tiny.v1", instance=instance, raise_on_error=False,
+                                resources=factory_resources(str(root), str(model_cache)))
+    failure = next(e for e in result.all_events if e.is_step_failure).step_failure_data.error
+    assert not result.success and "gguf_model/Modelfile is missing (exported by an older factory): materialise " \
+        "gguf_model again" in (failure.cause or failure).message
+    assert not (root / "versions" / "tiny.v1" / "released_model").exists()
+
+
 def test_classify_answers_with_the_champion_one_text_or_a_file(user_env, tmp_path, capsys):
     assert main(["classify", "--task", "tiny", "I cannot log in, the password reset mail never came."]) == 0
     answer = json.loads(capsys.readouterr().out)

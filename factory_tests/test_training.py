@@ -54,6 +54,7 @@ def test_full_fine_tune_trains_every_weight_and_exports_a_gguf(tmp_path, tiny_ta
     ({"quantization": "nf4"}, "quantization 'nf4' needs method 'lora'"),
     ({"precision": "fp16"}, "precision must be 'auto', 'bf16' or 'fp32'"),
     ({"optimizer": "sgd"}, "optimizer must be one of adamw_torch, adamw_8bit, paged_adamw_8bit"),
+    ({"distill_weight": 1.0, "soft_targets_file": "s"}, r"distill_weight must be in \[0, 1\), got 1.0"),
 ])
 def test_sft_refuses_settings_it_cannot_honour(tmp_path, tiny_task, overrides, message):
     from factory.training import sft

@@ -42,6 +42,9 @@ def released_model(context: dg.AssetExecutionContext, storage: FactoryStorage, t
                       served_test=report["models"][release["model"]]["test"], table_md=table, gates_md=gates_markdown(gates),
                       training=training, data=data, gguf={**info, "quantization": kind}, best_baseline=report["best_baseline"],
                       encoder_reason=release["reason"] if encoder else None)
+    exported = storage.asset_dir(key, "gguf_model") / "Modelfile"
+    if not encoder and not exported.exists():
+        raise dg.Failure(f"{exported} is missing (exported by an older factory): materialise gguf_model again")
     with atomic_dir(folder) as scratch:
         if encoder:
             model = scratch / "encoder"
@@ -49,9 +52,6 @@ def released_model(context: dg.AssetExecutionContext, storage: FactoryStorage, t
         else:
             model = scratch / gguf.name
             _link_or_copy(gguf, model)
-            exported = storage.asset_dir(key, "gguf_model") / "Modelfile"
-            if not exported.exists():
-                raise dg.Failure(f"{exported} is missing (exported by an older factory): materialise gguf_model again")
             shutil.copy2(exported, scratch / "Modelfile")
         (scratch / "MODEL_CARD.md").write_text(card, encoding="utf-8")
     model = folder / model.name
