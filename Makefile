@@ -62,7 +62,8 @@ demo: install
 
 test: install
 	$(VENV)/bin/ruff check factory factory_tests bench
-	$(PY) -m pytest -q --durations=15 factory_tests
+	# One worker per core (at most 4: each holds a model or two in memory); conftest.py pins each to its share.
+	$(PY) -m pytest -q -n auto --maxprocesses 4 --durations=15 factory_tests
 
 ui: install
 	$(VENV)/bin/dagster dev -w workspace.yaml

@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 from factory.lib.errors import DataError
+from factory.lib.hardware import usable_cores
 from factory.lib.versions import parse_version_key
 
 
@@ -158,7 +159,7 @@ def cmd_classify(args) -> int:
 def cmd_serve(args) -> int:
     from factory.serve.app import ServeSettings, serve
 
-    threads = args.threads or os.cpu_count() or 1
+    threads = args.threads or usable_cores()
     settings = ServeSettings(task=args.task, data_root=data_root(), version=args.version, host=args.host,
                              api_key=os.environ.get("FACTORY_API_KEY", ""), reload_seconds=args.reload_seconds,
                              threads=threads)

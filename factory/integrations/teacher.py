@@ -27,6 +27,7 @@ from pydantic import Field
 from factory.integrations.llm_client import EndpointError, post_chat
 from factory.integrations.storage import FactoryStorage
 from factory.lib.files import write_json
+from factory.lib.hardware import usable_cores
 from factory.lib.teacher import prompt_key
 
 
@@ -163,7 +164,7 @@ class Teacher(dg.ConfigurableResource):
     def _load_local(self):
         from llama_cpp import Llama
 
-        return Llama(model_path=self._gguf_path(), n_ctx=self.n_ctx, n_threads=os.cpu_count(), verbose=False)
+        return Llama(model_path=self._gguf_path(), n_ctx=self.n_ctx, n_threads=usable_cores(), verbose=False)
 
     def _local(self, llm, messages: list[dict], sampling: Sampling, key: str) -> Completion:
         started = time.perf_counter()

