@@ -24,13 +24,13 @@ gate exempts a family); an original is used once, an eval row at most once a kin
   exact_duplicate       a candidate's text with its case and punctuation changed (normalised text equal)
   near_duplicate        one character or short word edited, character 5-gram Jaccard >= 0.8 to the original
   paraphrase_duplicate  trivial rewordings ("my" -> "the", "I'm" -> "I am", "please"...) until Jaccard < 0.8, so only
-                        the semantic gate (cosine >= 0.97) can catch it; the share whose cosine reaches it is reported
+                        the semantic gates can catch it: cosine >= 0.97, or the same content words from cosine 0.88
   exact_leak, near_leak, paraphrase_leak   the same three made from eval rows
   label_flip            a clean candidate's label changed to another, for `likely_mislabels`
 A duplicate is caught when the accepted rows do not hold it and its original as two independent rows: one of them was
 rejected, or both share a `cluster` (near copies are not rejected: the split keeps a cluster on one side). A leak is
 caught when the planted row was rejected. Recall is reported over all planted rows and over the ones the gates'
-thresholds can reach (Jaccard or cosine at the threshold); false positives are the clean rows each gate rejected
+thresholds can reach (Jaccard or cosine at the threshold, or a rewording's content words and cosine); false positives are the clean rows each gate rejected
 (Banking77 itself holds near paraphrases across train and test, so some are real).
 """
 from __future__ import annotations
@@ -66,7 +66,8 @@ TARGET_RATIO = 1.5  # all gates against encoding the same rows
 TARGET_GROWTH = 12.0  # 10x the rows
 TARGET_RECALL = 0.95  # planted duplicates and leaks
 SYSTEM_PROMPT = "You are a bank's support assistant. Classify the customer's message into exactly one of the 77 intents."
-LEAK_REASONS = {"the same text": "same text", "a near copy": "near copy", "semantically": "semantic", "derived from": "parent"}
+LEAK_REASONS = {"the same text": "same text", "a near copy": "near copy", "semantically": "semantic",
+                "a reworded copy": "reworded", "derived from": "parent"}
 EXAMPLES_KEPT = 5
 
 OPENERS = ["", "", "Hi, ", "Hello. ", "Quick question: ", "Hey there. ", "Good morning. "]
@@ -357,7 +358,9 @@ def score(candidates, eval_texts, plants, flips, origin, accepted, rejected, fla
             outcome = gate_of.get(pid, "missed")
             other = eval_texts[plant["eval_index"]]
         reachable = (plant["jaccard"] >= config.near_duplicate_threshold or _norm(candidates[i]["text"]) == _norm(other)
-                     or (cosine is not None and cosine >= reach_cos - 1e-6))
+                     or (cosine is not None and cosine >= reach_cos - 1e-6)
+                     or (cosine is not None and cosine >= config.reworded_copy_threshold - 1e-6
+                         and near_dups.reworded(near_dups.content_words(candidates[i]["text"]), near_dups.content_words(other))))
         m = per_kind.setdefault(kind, {"planted": 0, "caught": 0, "by": Counter(), "reachable": 0, "reachable_caught": 0,
                                        "cosines": [], "jaccards": []})
         caught = outcome != "missed"
@@ -439,6 +442,8 @@ def main(argv: list[str] | None = None) -> dict:
                         help="character 5-gram Jaccard of near copies (1.01 turns the near-copy gates off)")
     parser.add_argument("--semantic-threshold", type=float, default=gates.GateConfig.semantic_duplicate_threshold,
                         help="cosine of semantic duplicates and leaks (1.01 turns the semantic gates off)")
+    parser.add_argument("--reworded-threshold", type=float, default=gates.GateConfig.reworded_copy_threshold,
+                        help="cosine from which rows with the same content words are reworded copies (1.01: off)")
     parser.add_argument("--name", help="result name (default: gates_scale_<rows>, and growth against gates_scale_<rows/10> "
                                        "when that result is in the same folder)")
     parser.add_argument("--out", default=None, help="folder for the result (default: bench/results)")
@@ -447,7 +452,7 @@ def main(argv: list[str] | None = None) -> dict:
     from factory.integrations.resources import Embedder
 
     config = gates.GateConfig(near_duplicate_threshold=args.near_threshold, semantic_duplicate_threshold=args.semantic_threshold,
-                              semantic_leakage_threshold=args.semantic_threshold)
+                              semantic_leakage_threshold=args.semantic_threshold, reworded_copy_threshold=args.reworded_threshold)
     started = time.perf_counter()
     # Planting follows the default near-copy threshold, whatever the gates are run with.
     candidates, eval_texts, labels, plants, flips, origin = build(Path(args.data), args.rows, args.seed, args.eval_rows,

@@ -58,7 +58,7 @@ def test_every_phase_is_measured_and_planted_copies_are_caught(bench, tmp_path, 
 
 
 def test_gates_turned_off_miss_the_near_and_paraphrase_copies(bench, tmp_path):
-    result = bench.main([*SMALL, "--near-threshold", "1.01", "--semantic-threshold", "1.01", "--name", "off",
+    result = bench.main([*SMALL, "--near-threshold", "1.01", "--semantic-threshold", "1.01", "--reworded-threshold", "1.01", "--name", "off",
                          "--out", str(tmp_path)])
     recall = {kind: m["recall"] for kind, m in result["planted"].items()}
     assert recall == {"exact_duplicate": 1.0, "exact_leak": 1.0, "near_duplicate": 0.0, "paraphrase_duplicate": 0.0,

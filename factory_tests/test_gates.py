@@ -2,7 +2,7 @@ import numpy as np
 
 from factory.lib.contracts import ClassificationContract
 from factory.lib.gates import GateConfig, apply_gates
-from factory.lib.near_dups import normalize
+from factory.lib.near_dups import content_words, normalize
 
 CONTRACT = ClassificationContract(labels={"billing": "", "shipping": ""})
 PROMPT = "Classify the customer message into billing or shipping and reply with the label only."
@@ -149,3 +149,31 @@ def test_the_judge_gate_rejects_failed_verdicts_and_the_schema_gate_names_parse_
     assert [r["id"] for r in accepted] == ["r1", "r3"]
     assert {r["id"]: (r["gate"], r["reason"]) for r in rejected} == {
         "r0": ("judge", "format 4 < 5"), "r2": ("schema", "no example texts found")}
+
+
+def test_content_words_keep_negations_and_drop_contractions_and_politeness():
+    assert content_words("Hi, why hasn't my transfer arrived?") == content_words("Why has the transfer not arrived, please")
+    assert content_words("I can't verify my identity") != content_words("I can verify my identity")
+    assert content_words("I didn't get my refund") == {"not", "refund"}
+
+
+def test_a_reworded_copy_of_an_eval_row_is_a_leak_and_two_reworded_rows_share_a_cluster():
+    from factory.integrations.resources import Embedder
+
+    eval_texts = ["Why hasn't my transfer arrived yet?"]
+    texts = ["Why has the transfer not arrived yet, please?",  # reworded: same content words, cosine 0.90
+             "Why has my transfer arrived already?",  # cosine 0.92 but no negation: another question
+             "My card payment was declined at the shop",
+             "Why was the card payment declined at the shop?"]  # a rewording of r2 (cosine 0.89)
+    candidates = [row(i, t, target="billing") for i, t in enumerate(texts)]
+    embedder = Embedder()
+    embeddings, eval_embeddings = embedder.encode(texts), embedder.encode(eval_texts)
+    accepted, rejected = apply_gates(candidates, CONTRACT, eval_texts, PROMPT, embeddings=embeddings,
+                                     eval_embeddings=eval_embeddings)
+    assert gate_of(rejected, "r0") == "eval_leakage" and "reworded copy" in rejected[0]["reason"]
+    cluster = {r["id"]: r["cluster"] for r in accepted}
+    assert cluster == {"r1": "r1", "r2": "r2", "r3": "r2"}
+    # Above the rows' cosine the rule finds nothing: the leak is accepted and the rewordings split freely.
+    accepted, rejected = apply_gates(candidates, CONTRACT, eval_texts, PROMPT, GateConfig(reworded_copy_threshold=0.95),
+                                     embeddings=embeddings, eval_embeddings=eval_embeddings)
+    assert not rejected and {r["id"]: r["cluster"] for r in accepted} == {f"r{i}": f"r{i}" for i in range(4)}

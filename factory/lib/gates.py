@@ -5,13 +5,13 @@ accepted + rejected always equals the input; each rejection names its gate and r
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
 from factory.lib.contracts import Contract, ContractError
-from factory.lib.near_dups import NearCopyIndex, clusters, normalize, semantic_neighbours
+from factory.lib.near_dups import NearCopyIndex, clusters, content_words, normalize, reworded, semantic_neighbours
 
 HUMAN_SOURCES = frozenset({"seed", "import", "production"})  # rows a person wrote or labelled: quotas never trim them
 
@@ -24,6 +24,10 @@ class GateConfig:
     # the training rows as paraphrases of test rows; from 0.97 up they are near-copies (4%).
     semantic_duplicate_threshold: float = 0.97  # only across different parent families
     semantic_leakage_threshold: float = 0.97  # to any eval row
+    # Cosine from which two texts with the same content words are one reworded: a leak when one is an eval row, one
+    # cluster when both are candidates. On 10,000 Banking77 rows it finds 98% of planted rewordings and 96% of
+    # reworded test rows (cosine 0.97 alone: 48% and 33%), and calls 9% more of the real rows copies of test rows.
+    reworded_copy_threshold: float = 0.85
     # Jaccard of character 5-grams: 0.8 is a copy with a few words changed (a near copy, not a paraphrase).
     near_duplicate_threshold: float = 0.8
     leak_shingle_words: int = 6
@@ -74,10 +78,25 @@ def apply_gates(
 
     eval_copies = NearCopyIndex(eval_texts, config.near_duplicate_threshold).query(texts) if eval_texts else None
     leak_hits = duplicate_hits = None
+    words = [content_words(text) for text in texts]
     if embeddings is not None and len(candidates):
         if eval_embeddings is not None and len(eval_embeddings):
-            leak_hits = semantic_neighbours(embeddings, eval_embeddings, config.semantic_leakage_threshold)
-        duplicate_hits = semantic_neighbours(embeddings, embeddings, config.semantic_duplicate_threshold, skip_self=True)
+            leak_hits = semantic_neighbours(embeddings, eval_embeddings,
+                                            min(config.semantic_leakage_threshold, config.reworded_copy_threshold))
+            eval_words = [content_words(text) for text in eval_texts]
+        duplicate_hits = semantic_neighbours(embeddings, embeddings,
+                                             min(config.semantic_duplicate_threshold, config.reworded_copy_threshold),
+                                             skip_self=True)
+
+    def semantic_leak(i: int) -> str | None:
+        for j in leak_hits[i]:
+            cosine = float(embeddings[i] @ eval_embeddings[j])
+            if cosine >= config.semantic_leakage_threshold - 1e-6:
+                return f"semantically equal to an eval row (cosine >= {config.semantic_leakage_threshold})"
+            if cosine >= config.reworded_copy_threshold - 1e-6 and reworded(words[i], eval_words[j]):
+                return (f"a reworded copy of an eval row (the same content words, cosine >= "
+                        f"{config.reworded_copy_threshold}): {eval_texts[j][:80]!r}")
+        return None
 
     # A leaked row leaks its whole family: variants of an eval row are eval rows in disguise.
     leaked: dict[int, str] = {}
@@ -87,8 +106,8 @@ def apply_gates(
         elif eval_copies is not None and eval_copies[i]:
             leaked[i] = (f"a near copy of an eval row (character 5-gram Jaccard >= {config.near_duplicate_threshold}): "
                          f"{eval_texts[eval_copies[i][0]][:80]!r}")
-        elif leak_hits is not None and len(leak_hits[i]):
-            leaked[i] = f"semantically equal to an eval row (cosine >= {config.semantic_leakage_threshold})"
+        elif leak_hits is not None and (reason := semantic_leak(i)):
+            leaked[i] = reason
     leaked_ids = {candidates[i].get("id") for i in leaked}
 
     accepted_index: list[int] = []
@@ -143,7 +162,8 @@ def apply_gates(
         if duplicate_hits is not None:
             family = row.get("parent_id") or row["id"]
             twin = next(
-                (j for j in duplicate_hits[i] if j in accepted_set and (candidates[j].get("parent_id") or candidates[j]["id"]) != family),
+                (j for j in duplicate_hits[i] if j in accepted_set and (candidates[j].get("parent_id") or candidates[j]["id"]) != family
+                 and float(embeddings[i] @ embeddings[j]) >= config.semantic_duplicate_threshold - 1e-6),
                 None,
             )
             if twin is not None:
@@ -156,14 +176,20 @@ def apply_gates(
     accepted = [candidates[i] for i in accepted_index]
     accepted, trimmed = apply_quotas(accepted, config.max_label_share)
     rejected += trimmed
-    return with_clusters(accepted, config.near_duplicate_threshold), rejected
+    rewordings = [] if duplicate_hits is None else [
+        (candidates[i]["id"], candidates[j]["id"]) for i in accepted_index for j in duplicate_hits[i]
+        if j in accepted_set and reworded(words[i], words[j])
+        and float(embeddings[i] @ embeddings[j]) >= config.reworded_copy_threshold - 1e-6]
+    return with_clusters(accepted, config.near_duplicate_threshold, rewordings), rejected
 
 
-def with_clusters(rows: list[dict], threshold: float) -> list[dict]:
-    """Each row with `cluster`: the smallest id among the rows linked to it by near copies or parentage."""
+def with_clusters(rows: list[dict], threshold: float, linked: Sequence[tuple[str, str]] = ()) -> list[dict]:
+    """Each row with `cluster`: the smallest id among the rows linked to it by near copies, parentage or `linked`
+    (pairs of ids: reworded copies)."""
     position = {row["id"]: i for i, row in enumerate(rows)}
     pairs = NearCopyIndex([row["text"] for row in rows], threshold).pairs() if rows else []
     pairs += [(position[row["parent_id"]], i) for i, row in enumerate(rows) if row.get("parent_id") in position]
+    pairs += [(position[a], position[b]) for a, b in linked if a in position and b in position]
     labels = clusters(len(rows), pairs)
     smallest: dict[int, str] = {}
     for row, label in zip(rows, labels):

@@ -3,7 +3,10 @@
 Near copies: MinHash LSH (datasketch) over character 5-gram shingles of the normalised text, every LSH candidate
 confirmed by its exact Jaccard similarity (LSH alone lets some false pairs through). Semantic duplicates: an
 approximate nearest-neighbour index (usearch, HNSW) over L2-normalised embeddings, the k nearest per row kept when
-their cosine reaches the threshold. Clusters are connected components (scipy) of the pairs found.
+their cosine reaches the threshold. Reworded copies ("How do I top up my card?" / "How can I top up the card please?")
+fall between the two: under the character Jaccard of near copies and often under the cosine of semantic duplicates,
+so they are neighbours at a lower cosine whose content words (scikit-learn's English stop words left out, negations
+kept) are the same. Clusters are connected components (scipy) of the pairs found.
 """
 from __future__ import annotations
 
@@ -23,6 +26,30 @@ def normalize(text: str) -> str:
     text = unicodedata.normalize("NFKC", text).casefold()
     text = re.sub(r"[^\w\s]", " ", text)
     return re.sub(r"\s+", " ", text).strip()
+
+
+NEGATIONS = frozenset({"not", "no", "nor", "never", "cannot", "none", "nothing", "nobody", "nowhere"})
+# Auxiliaries scikit-learn's list lacks, greetings, and what contractions leave ("I'm" -> "i", "m").
+EXTRA_STOP_WORDS = frozenset({"does", "did", "doing", "having", "shall", "hi", "hello", "hey", "thanks", "thank",
+                              "s", "m", "ve", "ll", "d", "re"})
+MIN_CONTENT_WORDS = 2  # with fewer, equal content words say little about two texts
+
+
+def content_words(text: str) -> frozenset[str]:
+    """The words that carry a text's meaning: stop words, greetings and contractions' tails left out; every negation
+    kept as one word, so "I can't pay" and "I can pay" differ and "didn't" equals "did not"."""
+    from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
+
+    text = re.sub(r"\bcan[’']t\b", "cannot", text, flags=re.IGNORECASE)
+    text = re.sub(r"\bwon[’']t\b", "will not", text, flags=re.IGNORECASE)
+    text = re.sub(r"n[’']t\b", " not", text, flags=re.IGNORECASE)
+    skip = (ENGLISH_STOP_WORDS - NEGATIONS) | EXTRA_STOP_WORDS
+    return frozenset("not" if word in NEGATIONS else word for word in normalize(text).split() if word not in skip)
+
+
+def reworded(a: frozenset[str], b: frozenset[str]) -> bool:
+    """Two texts' content words (`content_words`) make them rewordings of each other."""
+    return len(a) >= MIN_CONTENT_WORDS and a == b
 
 
 def shingles(text: str, size: int = SHINGLE_CHARS) -> set[bytes]:

@@ -28,6 +28,9 @@ class GatesConfig(dg.Config):
     semantic_duplicate_threshold: float = Field(default=DEFAULTS.semantic_duplicate_threshold,
                                                 description="cosine between rows of different families")
     semantic_leakage_threshold: float = Field(default=DEFAULTS.semantic_leakage_threshold, description="cosine to any eval row")
+    reworded_copy_threshold: float = Field(default=DEFAULTS.reworded_copy_threshold,
+                                           description="cosine from which rows with the same content words are one "
+                                                       "reworded: a leak of an eval row, or one cluster in the split")
     max_label_share: float = Field(default=DEFAULTS.max_label_share, description="generated rows of a label beyond this "
                                                                                  "share of all rows are trimmed")
     min_label_share: float = Field(default=0.0, description="labels under this share are listed as shortfalls, which "
