@@ -27,6 +27,7 @@ from common import factory, stage_seconds, write_result  # noqa: E402
 
 from factory.lib.examples import load_examples  # noqa: E402
 from factory.lib.files import write_jsonl  # noqa: E402
+from factory.lib.gates import GateConfig  # noqa: E402
 from factory.lib.importer import label_words  # noqa: E402
 from factory.lib.task import load_task  # noqa: E402
 from factory.lib.versions import parse_version_key  # noqa: E402
@@ -117,7 +118,8 @@ def result_name(args: argparse.Namespace, regime: str) -> str:
         return args.name
     extras = (f"_variants{args.variants_per_seed}" if args.variants_per_seed else "") + \
         (f"_pseudo{args.pseudo_labels_per_label}" if args.pseudo_labels_per_label else "") + \
-        (f"_teacher{args.teacher_rows_per_label}" + ("_nojudge" if args.no_judge else "") if args.teacher_rows_per_label else "")
+        (f"_teacher{args.teacher_rows_per_label}" + ("_nojudge" if args.no_judge else "") if args.teacher_rows_per_label else "") + \
+        ("_noreworded" if args.reworded_threshold > 1 else "")
     return f"quality_{regime}{extras}"
 
 
@@ -130,6 +132,7 @@ def run_config(args: argparse.Namespace) -> dict:
                                           "pseudo_labels_per_label": args.pseudo_labels_per_label,
                                           "use_teacher": args.teacher_rows_per_label > 0}},
         "judged_examples": {"config": {"use_judge": not args.no_judge}},
+        "accepted_examples": {"config": {"reworded_copy_threshold": args.reworded_threshold}},
         "dataset_splits": {"config": {"validation_fraction": args.validation_fraction, "seed": args.seed}}}}
 
 
@@ -154,6 +157,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--teacher-mix", default="canonical=0.5,near_miss=0.5", help="kind=share,... (factory.lib.teacher.KINDS)")
     parser.add_argument("--teacher-max-chars", type=int, default=200, help="longest text asked of the teacher")
     parser.add_argument("--no-judge", action="store_true", help="keep the teacher's rows without the judge (every other gate runs)")
+    parser.add_argument("--reworded-threshold", type=float, default=GateConfig.reworded_copy_threshold,
+                        help="the gates' reworded-copy cosine (1.01 turns that gate off, as in runs before 2026-12-05)")
     parser.add_argument("--base-rows", type=int, default=400, help="test rows the base model answers (zero- and few-shot)")
     parser.add_argument("--hf-rows", type=int, default=200, help="test rows scored with transformers before export")
     parser.add_argument("--validation-fraction", type=float, default=0.1,

@@ -26,11 +26,17 @@ def pytest_configure(config):
         os.environ["OMP_NUM_THREADS"] = str(len(share))
 
 
+VERSION_NEEDED = pytest.StashKey[bool]()
+
+
 def pytest_collection_modifyitems(config, items):
     """Under pytest-xdist the tests that read the session's version run last, so the worker that builds it first
     (`_version_built_early`) is done before the others ask for it."""
+    needs = [("released_version" in getattr(item, "fixturenames", ())) for item in items]
+    config.stash[VERSION_NEEDED] = any(needs)
     if os.environ.get("PYTEST_XDIST_WORKER"):
-        items.sort(key=lambda item: "released_version" in getattr(item, "fixturenames", ()))
+        order = {id(item): need for item, need in zip(items, needs)}
+        items.sort(key=lambda item: order[id(item)])
 
 TINY_SEEDS = {
     "billing": [
@@ -163,7 +169,7 @@ def released_version(tmp_path_factory, model_cache, worker_id):
 
 @pytest.fixture(scope="session", autouse=True)
 def _version_built_early(request, worker_id):
-    if worker_id == "gw0":
+    if worker_id == "gw0" and request.config.stash.get(VERSION_NEEDED, False):
         request.getfixturevalue("released_version")
 
 

@@ -59,13 +59,14 @@ def test_quality_benchmark_runs_a_valid_config_and_keeps_a_work_folders_answers(
     quality = bench_module("quality", monkeypatch)
     args = argparse.Namespace(quantizations="q8_0,q4_k_m", base_rows=3, hf_rows=3, variants_per_seed=0,
                               pseudo_labels_per_label=2, validation_fraction=0.0, seed=0, name=None,
-                              teacher_rows_per_label=0, no_judge=False)
+                              teacher_rows_per_label=0, no_judge=False, reworded_threshold=0.85)
     job = defs().resolve_job_def("factory_pipeline")
     assert dg.validate_run_config(job, quality.run_config(args))["ops"]["dataset_splits"]["config"]["validation_fraction"] == 0
-    taught = argparse.Namespace(**{**vars(args), "teacher_rows_per_label": 4, "no_judge": True})
+    taught = argparse.Namespace(**{**vars(args), "teacher_rows_per_label": 4, "no_judge": True, "reworded_threshold": 1.01})
     ops = dg.validate_run_config(job, quality.run_config(taught))["ops"]
     assert ops["generated_examples"]["config"]["use_teacher"] and not ops["judged_examples"]["config"]["use_judge"]
-    assert quality.result_name(taught, "pl10") == "quality_pl10_pseudo2_teacher4_nojudge"
+    assert ops["accepted_examples"]["config"]["reworded_copy_threshold"] == 1.01
+    assert quality.result_name(taught, "pl10") == "quality_pl10_pseudo2_teacher4_nojudge_noreworded"
     misspelt = quality.run_config(args)
     misspelt["ops"]["gguf_model"]["config"]["quantization"] = misspelt["ops"]["gguf_model"]["config"].pop("quantizations")
     with pytest.raises(dg.DagsterInvalidConfigError, match='unexpected config entry "quantization"'):
@@ -73,7 +74,7 @@ def test_quality_benchmark_runs_a_valid_config_and_keeps_a_work_folders_answers(
 
     assert quality.result_name(args, "pl10") == "quality_pl10_pseudo2"  # never the seeds-only run's file
     assert quality.result_name(argparse.Namespace(name=None, variants_per_seed=1, pseudo_labels_per_label=0,
-                                                  teacher_rows_per_label=0), "all") == "quality_all_variants1"
+                                                  teacher_rows_per_label=0, reworded_threshold=0.85), "all") == "quality_all_variants1"
     assert quality.result_name(argparse.Namespace(name="mine", variants_per_seed=0, pseudo_labels_per_label=0), "all") == "mine"
 
     data, work = tmp_path / "labelled", tmp_path / "work"
