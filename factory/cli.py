@@ -222,7 +222,7 @@ def parser() -> argparse.ArgumentParser:
     srv.add_argument("--host", default="127.0.0.1", help="anything but loopback needs FACTORY_API_KEY set")
     srv.add_argument("--port", type=int, default=8000)
     srv.add_argument("--reload-seconds", type=float, default=30.0, help="how often to look for a new champion")
-    srv.add_argument("--threads", type=int, default=0, help="llama.cpp threads (default: every core)")
+    srv.add_argument("--threads", type=int, default=0, help="llama.cpp threads (default: every core this process may use)")
     srv.set_defaults(func=cmd_serve)
 
     version = sub.add_parser("version", help="dataset versions (Dagster partitions)").add_subparsers(dest="action", required=True)

@@ -40,7 +40,7 @@ class ServeSettings:
     max_batch: int = 64
     reload_seconds: float = 30.0  # how often the champion alias is looked up
     log_max_bytes: int = 64 * 2**20
-    threads: int = 0  # llama.cpp threads; 0: every core
+    threads: int = 0  # llama.cpp threads; 0: every core this process may use
 
 
 ROUTES = ("/v1/classify", "/v1/chat/completions", "/v1/feedback", "/healthz", "/metrics")
