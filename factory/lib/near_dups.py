@@ -3,13 +3,14 @@
 Near copies: MinHash LSH (datasketch) over character 5-gram shingles of the normalised text, every LSH candidate
 confirmed by its exact Jaccard similarity (LSH alone lets some false pairs through). Semantic duplicates: an
 approximate nearest-neighbour index (usearch, HNSW) over L2-normalised embeddings, the k nearest per row kept when
-their cosine reaches the threshold. Reworded copies ("How do I top up my card?" / "How can I top up the card please?")
-fall between the two: under the character Jaccard of near copies and often under the cosine of semantic duplicates,
+their cosine reaches the threshold. Reworded copies ("Why hasn't my transfer arrived yet?" / "Why has the transfer not
+arrived yet, please?") fall between the two: under the character Jaccard of near copies and often under the cosine of semantic duplicates,
 so they are neighbours at a lower cosine whose content words (scikit-learn's English stop words left out, negations
 kept) are the same. Clusters are connected components (scipy) of the pairs found.
 """
 from __future__ import annotations
 
+import functools
 import re
 import unicodedata
 from collections.abc import Sequence
@@ -35,15 +36,20 @@ EXTRA_STOP_WORDS = frozenset({"does", "did", "doing", "having", "shall", "hi", "
 MIN_CONTENT_WORDS = 2  # with fewer, equal content words say little about two texts
 
 
+@functools.cache
+def _stop_words() -> frozenset[str]:
+    from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
+
+    return (ENGLISH_STOP_WORDS - NEGATIONS) | EXTRA_STOP_WORDS
+
+
 def content_words(text: str) -> frozenset[str]:
     """The words that carry a text's meaning: stop words, greetings and contractions' tails left out; every negation
     kept as one word, so "I can't pay" and "I can pay" differ and "didn't" equals "did not"."""
-    from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
-
     text = re.sub(r"\bcan[’']t\b", "cannot", text, flags=re.IGNORECASE)
     text = re.sub(r"\bwon[’']t\b", "will not", text, flags=re.IGNORECASE)
     text = re.sub(r"n[’']t\b", " not", text, flags=re.IGNORECASE)
-    skip = (ENGLISH_STOP_WORDS - NEGATIONS) | EXTRA_STOP_WORDS
+    skip = _stop_words()
     return frozenset("not" if word in NEGATIONS else word for word in normalize(text).split() if word not in skip)
 
 
