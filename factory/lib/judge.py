@@ -16,9 +16,13 @@ import jinja2
 from factory.lib.teacher import TEMPLATES_DIR, first_json
 
 DIMENSIONS = ("realism", "correctness", "format", "difficulty", "diversity", "learnability", "safety")
+# Asked "in a few words", a 1.5B judge still ran past 200 tokens on 7 of 154 Banking77 verdicts, which then did not
+# parse; a schema-constrained backend stops the reason here and closes the object.
+REASON_MAX_CHARS = 120
 VERDICT_SCHEMA = {
     "type": "object",
-    "properties": {**{d: {"enum": [1, 2, 3, 4, 5]} for d in DIMENSIONS}, "reason": {"type": "string"}},
+    "properties": {**{d: {"enum": [1, 2, 3, 4, 5]} for d in DIMENSIONS},
+                   "reason": {"type": "string", "maxLength": REASON_MAX_CHARS}},
     "required": [*DIMENSIONS, "reason"],
 }
 
