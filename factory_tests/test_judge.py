@@ -91,7 +91,7 @@ def test_a_version_with_a_llama_cpp_server_teacher_has_provenance_verdicts_and_g
         assert row["sampling"] == {"temperature": 0.9, "max_tokens": 100, "seed": 0}
         assert row["raw_output_id"] in raw and row["generated_at"] and row["kind"] in {"canonical", "boundary",
                                                                                       "near_miss", "production_like"}
-        assert row["parent_ids"] and row["plan_reason"] == "quota"
+        assert row["parent_ids"] and row["plan_reason"] == "quota" and row["difficulty"] in {"easy", "medium", "hard"}
     judged = read_jsonl(version / "judged_examples" / "judged.jsonl")
     assert [r["id"] for r in judged] == [r["id"] for r in generated]
     verdicts = [r["judge"] for r in judged if r.get("text")]

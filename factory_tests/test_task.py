@@ -66,3 +66,18 @@ def test_abstention_settings_are_checked_when_the_task_loads(tiny_task, settings
     spec_path.write_text(yaml.safe_dump({**yaml.safe_load(spec_path.read_text()), "fallback_label": "billing",
                                          "abstain_below": 0.5}))
     assert load_task(tiny_task).fallback_label == "billing"
+
+
+@pytest.mark.parametrize("difficulty, message", [
+    ({"easy": 0.5, "extreme": 0.5}, r"unknown difficulties \['extreme'\] in generation.difficulty"),
+    ({"easy": 0.0, "hard": 0.0}, "shares must be >= 0 and at least one above 0"),
+    ({"easy": -1.0, "hard": 2.0}, "shares must be >= 0"),
+])
+def test_the_teachers_difficulty_shares_are_checked_when_the_task_loads(tiny_task, difficulty, message):
+    spec_path = tiny_task / "task.yaml"
+    raw = yaml.safe_load(spec_path.read_text())
+    spec_path.write_text(yaml.safe_dump({**raw, "generation": {"difficulty": difficulty}}))
+    with pytest.raises(DataError, match=message):
+        load_task(tiny_task)
+    spec_path.write_text(yaml.safe_dump({**raw, "generation": {"difficulty": {"hard": 1.0}}}))
+    assert load_task(tiny_task).generation.difficulty == {"hard": 1.0}

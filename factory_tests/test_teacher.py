@@ -13,7 +13,15 @@ from factory.integrations.storage import FactoryStorage
 from factory.integrations.teacher import Sampling, Teacher
 from factory.lib.gates import text_problem
 from factory.lib.task import load_task
-from factory.lib.teacher import PlanItem, build_plan, generated_rows, parse_generated, render_requests, rows_schema
+from factory.lib.teacher import (
+    PlanItem,
+    build_plan,
+    difficulty_schedule,
+    generated_rows,
+    parse_generated,
+    render_requests,
+    rows_schema,
+)
 
 LABELS = ["billing", "login", "shipping"]
 
@@ -84,6 +92,21 @@ def test_requests_are_batched_seeded_and_name_their_template(tmp_path):
     assert [r.messages for r in again] == [r.messages for r in first]
     assert len({r.key for r in first}) == 3  # each request its own cache entry
     assert first[0].template == "classification" and len(first[0].template_sha256) == 64
+
+
+def test_requests_take_difficulties_in_the_tasks_shares_and_repairs_are_hard(tmp_path):
+    schedule = difficulty_schedule({"easy": 0.25, "medium": 0.5, "hard": 0.25})
+    first = [next(schedule) for _ in range(8)]
+    assert sorted(first[:4]) == ["easy", "hard", "medium", "medium"]  # interleaved, not all easy first
+    assert first[4:] == first[:4]
+    assert {next(difficulty_schedule({"easy": 0.0, "hard": 1.0})) for _ in range(3)} == {"hard"}
+    plan = [PlanItem("billing", "canonical", 8, "quota"), PlanItem("login", "near_miss", 4, "repair", "billing")]
+    requests = render_requests(plan, _task(tmp_path), [], 2, 0, seed=0, difficulty={"easy": 0.5, "hard": 0.5})
+    assert [r.difficulty for r in requests] == ["easy", "hard", "easy", "hard", "hard", "hard"]
+    assert all(f"Difficulty {r.difficulty}: " in r.messages[0]["content"] for r in requests)
+    assert "only through a detail" in requests[1].messages[0]["content"]
+    [row] = generated_rows(requests[1], parse_generated('{"examples": ["a b"]}'), "k" * 64, {})
+    assert row["difficulty"] == "hard" and row["kind"] == "canonical" and row["plan_reason"] == "quota"
 
 
 def test_requests_share_the_task_and_its_labels_as_one_prefix_the_teacher_caches(tmp_path):

@@ -10,7 +10,7 @@ from pydantic import BaseModel, Field, ValidationError, model_validator
 from factory.lib.contracts import Contract, ContractError, build_contract
 from factory.lib.errors import DataError
 from factory.lib.prompts import chat_messages
-from factory.lib.teacher import KINDS
+from factory.lib.teacher import DEFAULT_DIFFICULTY, DIFFICULTIES, KINDS
 from factory.lib.versions import TASK_NAME_PATTERN, check_task_name
 
 EVAL_SETS = ("dev", "test", "golden", "adversarial")
@@ -78,6 +78,9 @@ class GenerationSpec(BaseModel):
     mix: dict[str, float] = Field({"canonical": 0.4, "boundary": 0.2, "near_miss": 0.2, "production_like": 0.2},
                                   description=f"share of each kind of row: {', '.join(KINDS)} (negative: only with a "
                                               "fallback_label)")
+    difficulty: dict[str, float] = Field(dict(DEFAULT_DIFFICULTY),
+                                         description=f"share of requests at each difficulty: {', '.join(DIFFICULTIES)} "
+                                                     "(repairs of failure clusters are always hard)")
     rows_per_request: int = Field(5, ge=1, le=50, description="rows asked for in one request")
     max_chars: int = Field(600, ge=20, description="longest text asked for (at most max_input_chars); the reply's "
                                                    "JSON Schema holds the teacher to it where the backend constrains")
@@ -90,6 +93,11 @@ class GenerationSpec(BaseModel):
         unknown = sorted(set(self.mix) - set(KINDS))
         if unknown:
             raise ValueError(f"unknown kinds {unknown} in generation.mix; known: {sorted(KINDS)}")
+        unknown = sorted(set(self.difficulty) - set(DIFFICULTIES))
+        if unknown:
+            raise ValueError(f"unknown difficulties {unknown} in generation.difficulty; known: {list(DIFFICULTIES)}")
+        if any(share < 0 for share in self.difficulty.values()) or not any(self.difficulty.values()):
+            raise ValueError("generation.difficulty: shares must be >= 0 and at least one above 0")
         return self
 
 

@@ -33,6 +33,16 @@ KINDS = {
 }
 
 
+# How hard a request's rows should be to route; a plan's requests take them in the task's shares.
+DIFFICULTIES = {
+    "easy": "the request is stated plainly, early, in the words customers usually use for it",
+    "medium": "the request is clear but in the customer's own words, with some unrelated detail around it",
+    "hard": "the request shows only through a detail or an implication, beside things that belong to other "
+            "categories; a careful reader still puts it in this category",
+}
+DEFAULT_DIFFICULTY = {"easy": 0.25, "medium": 0.5, "hard": 0.25}
+
+
 def rows_schema(rows: int, max_chars: int) -> dict:
     """The reply's JSON Schema: exactly `rows` texts of at most `max_chars` each (small teachers write one long text
     and run out of tokens mid-string without it, or a dozen rows nobody planned or budgeted a judge for)."""
@@ -59,6 +69,7 @@ class Request:
     parent_ids: list[str]  # the seeds shown as examples
     template: str
     template_sha256: str
+    difficulty: str = "medium"
 
     @property
     def key(self) -> str:
@@ -110,10 +121,25 @@ def _apportion(total: int, shares: dict[str, float]) -> dict[str, int]:
     return rows
 
 
+def difficulty_schedule(shares: dict[str, float]):
+    """Difficulties in the given shares, interleaved: after any n requests each has had its share of n, rounded
+    (smooth weighted round robin; a seeded draw leaves a plan of a few requests far off its shares)."""
+    weights = {name: share for name, share in shares.items() if share > 0}
+    total, credit = sum(weights.values()), dict.fromkeys(weights, 0.0)
+    while True:
+        for name, share in weights.items():
+            credit[name] += share
+        chosen = max(credit, key=credit.get)
+        credit[chosen] -= total
+        yield chosen
+
+
 def render_requests(plan: list[PlanItem], task, seeds: list[dict], rows_per_request: int, few_shot: int,
-                    seed: int, max_chars: int = 600, template: str = "classification") -> list[Request]:
+                    seed: int, max_chars: int = 600, template: str = "classification",
+                    difficulty: dict[str, float] | None = None) -> list[Request]:
     """Each plan item split into requests of `rows_per_request` rows (the last may bring a few more than the plan
-    asked: every reply then fits one schema), with few-shot seeds of its label."""
+    asked: every reply then fits one schema), with few-shot seeds of its label and a difficulty: the task's shares
+    over the plan's requests, and hard for every repair of a failure cluster."""
     path = TEMPLATES_DIR / f"{template}.jinja"
     source = path.read_text(encoding="utf-8")
     digest = hashlib.sha256(source.encode()).hexdigest()
@@ -123,9 +149,10 @@ def render_requests(plan: list[PlanItem], task, seeds: list[dict], rows_per_requ
     by_label: dict[str, list[dict]] = {}
     for row in sorted(seeds, key=lambda r: r["id"]):
         by_label.setdefault(row["target"], []).append(row)
-    requests = []
+    requests, difficulties = [], difficulty_schedule(difficulty or DEFAULT_DIFFICULTY)
     for item in plan:
         for part in range((item.rows + rows_per_request - 1) // rows_per_request):
+            level = "hard" if item.reason == "repair" else next(difficulties)
             rng = random.Random(f"{seed}:{item.label}:{item.kind}:{item.reason}:{part}")
             pool = by_label.get(item.label, [])
             shots = rng.sample(pool, min(few_shot, len(pool)))
@@ -134,11 +161,11 @@ def render_requests(plan: list[PlanItem], task, seeds: list[dict], rows_per_requ
                 task_description=task.description or task.name, labels=labels, label=item.label,
                 label_description=labels.get(item.label, ""), kind=item.kind, guidance=guidance, count=rows_per_request,
                 neighbour=item.neighbour, neighbour_description=labels.get(item.neighbour or "", ""),
-                input_style=task.input_style, max_chars=max_chars,
-                examples=[s["text"][:600] for s in shots], variation=part,
+                input_style=task.input_style, max_chars=max_chars, difficulty=level,
+                difficulty_guidance=DIFFICULTIES[level], examples=[s["text"][:600] for s in shots], variation=part,
             )
             messages = [{"role": "user", "content": text}]
-            requests.append(Request(item, messages, [s["id"] for s in shots], template, digest))
+            requests.append(Request(item, messages, [s["id"] for s in shots], template, digest, level))
     return requests
 
 
@@ -222,7 +249,7 @@ def generated_rows(request: Request, parsed: Parsed, raw_output_id: str, provena
     with the parse error, its raw output kept by id."""
     base = {
         "target": request.item.label, "source": "teacher", "generator": "teacher", "kind": request.item.kind,
-        "plan_reason": request.item.reason, "parent_ids": request.parent_ids, "template": request.template,
+        "difficulty": request.difficulty, "plan_reason": request.item.reason, "parent_ids": request.parent_ids, "template": request.template,
         "template_sha256": request.template_sha256, "raw_output_id": raw_output_id, "parse_repairs": parsed.repairs,
         **provenance,
     }

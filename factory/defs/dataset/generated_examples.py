@@ -108,7 +108,8 @@ def _teach(context, config: GenerationConfig, storage: FactoryStorage, teacher: 
                       json.loads(shortfalls_path.read_text())["label_shortfalls"] if shortfalls_path else None,
                       json.loads(repairs_path.read_text()) if repairs_path else None, task.fallback_label)
     max_chars = min(spec.max_chars, task.max_input_chars)
-    requests = render_requests(plan, task, seeds, spec.rows_per_request, spec.few_shot, config.seed, max_chars)
+    requests = render_requests(plan, task, seeds, spec.rows_per_request, spec.few_shot, config.seed, max_chars,
+                               difficulty=spec.difficulty)
     sampling = Sampling(temperature=spec.temperature, max_tokens=spec.max_tokens, seed=config.seed, json_schema=rows_schema(spec.rows_per_request, max_chars))
     provenance = {**teacher.describe(), "sampling": {"temperature": spec.temperature, "max_tokens": spec.max_tokens,
                                                      "seed": config.seed}}
