@@ -156,6 +156,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--concurrency", default="4,8")
     # llama-cpp-python's server would take half the cores by default: both servers get one count.
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="llama.cpp threads for both servers")
+    parser.add_argument("--workers", type=int, default=1, help="`factory serve --workers`: model copies sharing the threads")
     parser.add_argument("--name", default="serve_load")
     parser.add_argument("--out", default=None)
     args = parser.parse_args(argv)
@@ -180,7 +181,7 @@ def main(argv: list[str] | None = None) -> dict:
         return session.post(f"{factory_url}/v1/classify", json={"text": text}, timeout=120).status_code == 200
 
     served = measure("factory_serve", [sys.executable, "-m", "factory.cli", "serve", "--task", args.task,
-                                       "--port", str(port), "--threads", str(args.threads)],
+                                       "--port", str(port), "--threads", str(args.threads), "--workers", str(args.workers)],
                      f"{factory_url}/healthz", send_factory, texts, levels, args.seconds,
                      env={"FACTORY_DATA_ROOT": str(root)}, log_dir=log_dir)
 
@@ -208,7 +209,7 @@ def main(argv: list[str] | None = None) -> dict:
     by_level = {row["clients"]: row for row in anchor}
     for row in served:
         row["throughput_vs_anchor"] = round(row["requests_per_s"] / by_level[row["clients"]]["requests_per_s"], 2)
-    payload = {"task": args.task, "gguf": gguf.name, "seconds": args.seconds, "threads": args.threads,
+    payload = {"task": args.task, "gguf": gguf.name, "seconds": args.seconds, "threads": args.threads, "workers": args.workers,
                "anchor_max_tokens": max_tokens, "anchor_mean_completion_tokens": round(float(np.mean(completion_tokens)), 2), "results": served + anchor}
     write_result(args.name, payload, args.out)
     return payload

@@ -144,15 +144,26 @@ def cmd_classify(args) -> int:
     from tqdm import tqdm
 
     from factory.runtime.champion import load_classifier, read_inputs
+    from factory.runtime.classifier import PromptTooLong
 
     classifier, version = load_classifier(data_root(), args.task, args.version)
     texts = read_inputs(args.input, args.text_field)
-
+    too_long = []
     with open(args.output, "w", encoding="utf-8") if args.output else contextlib.nullcontext(sys.stdout) as out:
         for row_id, text in tqdm(texts, desc=f"{args.task} {version}", unit="row", disable=len(texts) < 2, file=sys.stderr):
-            result = classifier.classify(text)
+            try:
+                result = classifier.classify(text)
+            except PromptTooLong as exc:  # one row the model cannot read must not cost the rows after it
+                too_long.append(row_id)
+                out.write(json.dumps({"id": row_id, "error": str(exc), "model_version": version}) + "\n")
+                continue
             out.write(json.dumps({"id": row_id, "label": result.label, "confidence": round(result.confidence, 4),
                                   "abstained": result.abstained, "model_version": version}) + "\n")
+    if too_long:
+        print(f"{args.input}: {len(too_long)} of {len(texts)} rows not classified, their prompts over the model's "
+              f"context (ids {', '.join(too_long[:5])}{', ...' if len(too_long) > 5 else ''}): lower max_input_chars "
+              "in task.yaml", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -162,8 +173,9 @@ def cmd_serve(args) -> int:
     threads = args.threads or usable_cores()
     settings = ServeSettings(task=args.task, data_root=data_root(), version=args.version, host=args.host,
                              api_key=os.environ.get("FACTORY_API_KEY", ""), reload_seconds=args.reload_seconds,
-                             threads=threads)
-    print(f"serving {args.task} on http://{args.host}:{args.port}, llama.cpp threads: {threads} "
+                             threads=threads, workers=args.workers)
+    print(f"serving {args.task} on http://{args.host}:{args.port}, llama.cpp threads: {threads} in "
+          f"{args.workers} worker{'s' if args.workers > 1 else ''} "
           "(POST /v1/classify, /v1/chat/completions, /v1/feedback; GET /healthz, /metrics)", flush=True)
     serve(settings, args.port)
     return 0
@@ -184,6 +196,12 @@ def cmd_task_import(args) -> int:
                                          f"{folder / 'import_rejected.jsonl'}" if rejected else "")
           + f"; next: factory version new --task {args.name}")
     return 0
+
+
+def positive_int(value: str) -> int:
+    if not value.isdigit() or int(value) < 1:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a whole number of at least 1")
+    return int(value)
 
 
 def parser() -> argparse.ArgumentParser:
@@ -223,6 +241,9 @@ def parser() -> argparse.ArgumentParser:
     srv.add_argument("--port", type=int, default=8000)
     srv.add_argument("--reload-seconds", type=float, default=30.0, help="how often to look for a new champion")
     srv.add_argument("--threads", type=int, default=0, help="llama.cpp threads (default: every core this process may use)")
+    srv.add_argument("--workers", type=positive_int, default=1,
+                     help="copies of the model answering concurrent requests side by side, the threads shared out "
+                          "(more requests/s under load, each request slower)")
     srv.set_defaults(func=cmd_serve)
 
     version = sub.add_parser("version", help="dataset versions (Dagster partitions)").add_subparsers(dest="action", required=True)

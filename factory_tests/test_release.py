@@ -163,6 +163,24 @@ def test_classify_refuses_what_was_never_released(user_env, capsys, args, messag
     assert message in capsys.readouterr().err
 
 
+def test_classify_writes_an_error_row_for_a_prompt_over_the_context_and_goes_on(user_env, tmp_path, monkeypatch, capsys):
+    from factory_tests.conftest import clone_data_root
+
+    own = clone_data_root(user_env["root"], tmp_path / "data")
+    spec_path = own / "tasks" / "tiny" / "task.yaml"
+    spec_path.write_text(yaml.safe_dump({**yaml.safe_load(spec_path.read_text()), "max_input_chars": 4000}))
+    monkeypatch.setenv("FACTORY_DATA_ROOT", str(own))
+    source, out = tmp_path / "inbox.jsonl", tmp_path / "labels.jsonl"
+    texts = {"a1": "Where is my parcel?", "a2": "\U0001d518" * 4000, "a3": "I cannot log in."}  # a2: 4,000 characters, too many tokens
+    source.write_text("".join(json.dumps({"id": k, "text": v}) + "\n" for k, v in texts.items()), encoding="utf-8")
+    assert main(["classify", "--task", "tiny", "--version", "tiny.v1", str(source), "--output", str(out)]) == 1
+    rows = {r["id"]: r for r in read_jsonl(out)}
+    assert list(rows) == ["a1", "a2", "a3"] and "label" not in rows["a2"]
+    assert "over the model's context of 2048" in rows["a2"]["error"]
+    assert rows["a1"]["label"] in {"billing", "shipping", "login"} and rows["a3"]["label"] in {"billing", "shipping", "login"}
+    assert "1 of 3 rows not classified, their prompts over the model's context (ids a2)" in capsys.readouterr().err
+
+
 def test_classify_names_the_file_line_and_field_of_a_bad_input(user_env, tmp_path, capsys):
     source = tmp_path / "inbox.csv"
     source.write_text("id,text\na1,hello there\na2,\n")

@@ -9,6 +9,7 @@ from fastapi.testclient import TestClient
 
 from factory.integrations.request_log import log_files
 from factory.lib.errors import DataError
+from factory.lib.task import load_task
 from factory.serve.app import ServeSettings, check_binding, create_app
 from factory_tests.conftest import clone_data_root
 
@@ -138,3 +139,46 @@ def test_binding_beyond_loopback_needs_a_key(host, key, refused):
 def test_serving_a_version_that_was_not_released_is_refused(root):
     with pytest.raises(DataError, match="tiny.v7 was not released"):
         create_app(ServeSettings(task="tiny", data_root=root, version="tiny.v7"))
+
+
+def test_workers_answer_side_by_side_with_the_answers_one_model_gives_alone(root):
+    from concurrent.futures import ThreadPoolExecutor
+
+    app = create_app(ServeSettings(task="tiny", data_root=root, threads=2, workers=2, reload_seconds=3600))
+    pool = app.state.slot.current[0]
+    first, second = pool.classifiers
+    assert first is not second and first.llm.n_threads == second.llm.n_threads == 1  # the cores shared out
+    texts = ["Where is my parcel?", "I cannot log in.", "Double charge on my card.", "Reset my password please.",
+             "The box never arrived.", "Why was I billed twice?"] * 2
+    with ThreadPoolExecutor(4) as clients:
+        together = list(clients.map(pool.classify, texts))
+    alone = [first.classify(t) for t in texts]
+    assert [(r.label, r.probabilities) for r in together] == [(r.label, r.probabilities) for r in alone]
+    assert len({r.label for r in alone}) >= 2 and pool.idle.qsize() == 2
+
+
+def test_a_worker_that_fails_a_request_goes_back_to_the_pool(root):
+    from factory.runtime.classifier import GGUFClassifier, PromptTooLong
+    from factory.serve.app import ClassifierPool
+
+    gguf = next((root / "versions" / "tiny.v1" / "released_model").glob("*.gguf"))
+    task = load_task(root / "tasks" / "tiny")
+    pool = ClassifierPool([GGUFClassifier(str(gguf), task, threads=1, n_ctx=96) for _ in range(2)])
+    for _ in range(3):  # more failures than workers: none is lost
+        with pytest.raises(PromptTooLong, match=r"prompt of \d+ tokens, over the model's context of 256"):
+            pool.classify("\U0001d518" * 400)  # 400 characters, over a thousand tokens
+    assert pool.idle.qsize() == 2 and pool.classify("Where is my parcel?").label in LABELS
+
+
+def test_a_text_whose_prompt_is_over_the_context_is_a_413_naming_the_limit(root, tmp_path):
+    import yaml
+
+    own = clone_data_root(root, tmp_path / "data")
+    spec_path = own / "tasks" / "tiny" / "task.yaml"
+    spec_path.write_text(yaml.safe_dump({**yaml.safe_load(spec_path.read_text()), "max_input_chars": 4000}))
+    with TestClient(create_app(ServeSettings(task="tiny", data_root=own, reload_seconds=3600))) as served:
+        response = served.post("/v1/classify", json={"text": "\U0001d518" * 4000})  # characters fit, tokens do not
+        assert response.status_code == 413
+        assert "over the model's context of 2048; lower max_input_chars" in response.json()["error"]["message"]
+        assert served.post("/v1/classify", json={"text": "Where is my parcel?"}).json()["label"] in LABELS
+    assert "\U0001d518" not in "".join(p.read_text() for p in log_files(own / "traffic" / "tiny" / "logs"))

@@ -29,6 +29,10 @@ from factory.lib.task import TaskSpec
 from factory.runtime.prompt import GGUFPrompt
 
 
+class PromptTooLong(ValueError):
+    """A text whose prompt does not fit the model's context (characters are cut by `max_input_chars`, tokens are not)."""
+
+
 @dataclass
 class Classification:
     label: str | None
@@ -148,6 +152,9 @@ class GGUFClassifier:
         with self.lock:
             started = time.perf_counter()
             ids = self.prompt.ids(messages or self.task.messages(text))
+            if len(ids) > self.llm.n_ctx():
+                raise PromptTooLong(f"the text makes a prompt of {len(ids)} tokens, over the model's context of "
+                                    f"{self.llm.n_ctx()}; lower max_input_chars in task.yaml")
             new_tokens = self._eval_prompt(ids)
             if not self.constrained:
                 answer = self._free()

@@ -8,6 +8,7 @@ import datetime as dt
 import hmac
 import ipaddress
 import logging
+import queue
 import threading
 import time
 import uuid
@@ -23,10 +24,12 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from factory.integrations.request_log import RequestLog
 from factory.lib.errors import DataError
+from factory.lib.hardware import usable_cores
 from factory.lib.pii import scrub
 from factory.lib.task import TaskSpec, load_task
 from factory.lib.versions import check_task_name
 from factory.runtime.champion import released_model_path
+from factory.runtime.classifier import PromptTooLong
 
 
 @dataclass
@@ -40,7 +43,8 @@ class ServeSettings:
     max_batch: int = 64
     reload_seconds: float = 30.0  # how often the champion alias is looked up
     log_max_bytes: int = 64 * 2**20
-    threads: int = 0  # llama.cpp threads; 0: every core this process may use
+    threads: int = 0  # llama.cpp threads in all; 0: every core this process may use
+    workers: int = 1  # copies of the model answering side by side, each on its share of the threads
 
 
 ROUTES = ("/v1/classify", "/v1/chat/completions", "/v1/feedback", "/healthz", "/metrics")
@@ -58,6 +62,24 @@ def check_binding(host: str, api_key: str) -> None:
                                   "'Authorization: Bearer <key>'), or bind 127.0.0.1")
 
 
+class ClassifierPool:
+    """Copies of one model, each answering one request at a time on its share of the cores, so concurrent requests run
+    side by side. Each answer is the one the model gives alone: no request shares a forward pass with another (batching
+    them moved confidences by up to 0.07, bench/LOG.md), and llama.cpp's sums do not depend on the thread count."""
+
+    def __init__(self, classifiers: list):
+        self.classifiers, self.idle = classifiers, queue.SimpleQueue()
+        for classifier in classifiers:
+            self.idle.put(classifier)
+
+    def classify(self, text: str):
+        classifier = self.idle.get()
+        try:
+            return classifier.classify(text)
+        finally:
+            self.idle.put(classifier)
+
+
 class ModelSlot:
     """The model answering now. A new champion is loaded beside the old one and swapped in whole: a request in flight
     keeps the model it started with, and every answer names the version that produced it."""
@@ -69,7 +91,9 @@ class ModelSlot:
     def _load(self, path: Path, version: str):
         from factory.runtime.encoder import released_classifier
 
-        return released_classifier(path, self.task, self.settings.threads), version
+        workers = max(1, self.settings.workers)
+        threads = max(1, (self.settings.threads or usable_cores()) // workers)
+        return ClassifierPool([released_classifier(path, self.task, threads) for _ in range(workers)]), version
 
     def refresh(self) -> bool:
         """Swap to the champion when the alias has moved; True when it did."""
@@ -189,6 +213,10 @@ def create_app(settings: ServeSettings) -> FastAPI:
         metrics["requests"].labels(endpoint, str(response.status_code)).inc()
         metrics["latency"].labels(endpoint).observe(time.perf_counter() - started)
         return response
+
+    @app.exception_handler(PromptTooLong)
+    async def too_long(_: Request, exc: PromptTooLong):
+        return _error(413, str(exc))
 
     @app.exception_handler(RequestValidationError)
     async def invalid(_: Request, exc: RequestValidationError):
