@@ -227,9 +227,10 @@ def test_serve_load_benchmark_against_the_llama_cpp_server(released_version, tmp
 
     root = clone_data_root(released_version["root"], tmp_path / "data")
     run("serve_load.py", "--data-root", str(root), "--task", "tiny", "--seconds", "2", "--concurrency", "2",
-        "--threads", "1", "--out", str(tmp_path), cwd=tmp_path)
+        "--threads", "2", "--workers", "2", "--out", str(tmp_path), cwd=tmp_path)
     result = json.loads((tmp_path / "serve_load.json").read_text())
-    assert result["threads"] == 1 and "llama.cpp threads: 1 (" in Path("/tmp/serve_load_factory_serve.log").read_text()
+    assert result["threads"] == 2 and result["workers"] == 2
+    assert "llama.cpp threads: 2 in 2 workers (" in Path("/tmp/serve_load_factory_serve.log").read_text()
     served, anchor = result["results"]
     assert (served["server"], anchor["server"]) == ("factory_serve", "llama_cpp_server")
     assert served["requests"] > 0 and served["failed"] == 0 and anchor["requests"] > 0
