@@ -69,7 +69,7 @@ class Request:
     parent_ids: list[str]  # the seeds shown as examples
     template: str
     template_sha256: str
-    difficulty: str = "medium"
+    difficulty: str  # easy | medium | hard (DIFFICULTIES)
 
     @property
     def key(self) -> str:
@@ -249,8 +249,9 @@ def generated_rows(request: Request, parsed: Parsed, raw_output_id: str, provena
     with the parse error, its raw output kept by id."""
     base = {
         "target": request.item.label, "source": "teacher", "generator": "teacher", "kind": request.item.kind,
-        "difficulty": request.difficulty, "plan_reason": request.item.reason, "parent_ids": request.parent_ids, "template": request.template,
-        "template_sha256": request.template_sha256, "raw_output_id": raw_output_id, "parse_repairs": parsed.repairs,
+        "difficulty": request.difficulty, "plan_reason": request.item.reason, "parent_ids": request.parent_ids,
+        "template": request.template, "template_sha256": request.template_sha256, "raw_output_id": raw_output_id,
+        "parse_repairs": parsed.repairs,
         **provenance,
     }
     if parsed.error:
